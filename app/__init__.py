@@ -1,0 +1,85 @@
+"""ProbeOps application factory."""
+import logging
+import os
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import config as settings
+from app import errors, hooks
+from app.extensions import cors, db, limiter, migrate, openapi
+
+
+def create_app(overrides=None):
+    """Build the app for APP_ENV (or ``overrides["APP_ENV"]``), with optional config overrides."""
+    overrides = dict(overrides or {})
+    env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
+    if env not in settings.CONFIGS:
+        raise settings.ConfigError(f"APP_ENV must be one of {', '.join(settings.CONFIGS)}, not {env!r}")
+    app = Flask(__name__, instance_path=os.environ.get("PROBEOPS_INSTANCE_PATH") or None)
+    app.config.from_object(settings.CONFIGS[env])
+    app.config.update(overrides)
+    configure(app)
+    register_extensions(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    register_commands(app)
+    return app
+
+
+def configure(app):
+    """Fill in derived settings and refuse unsafe ones."""
+    if app.config["APP_ENV"] == "production":
+        settings.check_production(app.config)
+    elif not app.config.get("JWT_SECRET_KEY"):
+        from app.secrets_store import load_or_create_secret
+
+        app.config["JWT_SECRET_KEY"] = load_or_create_secret(app.instance_path)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "probeops.db")
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
+    app.config["RATELIMIT_HEADERS_ENABLED"] = False  # the contract's X-RateLimit-* are the quota's
+    app.json.sort_keys = False
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    logging.getLogger("probeops").setLevel(logging.INFO)
+
+
+def engine_options(config):
+    """Connection pool settings: pre-ping for PostgreSQL, WAL and a busy timeout for SQLite."""
+    uri = config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": config["DB_POOL_SIZE"],
+            "max_overflow": config["DB_MAX_OVERFLOW"], "pool_recycle": 1800}
+
+
+def register_extensions(app):
+    """Bind the extensions; the identity hook runs before the limiter so it can key on users."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+    openapi.init_app(app)
+    cors.init_app(app, resources={r"/*": {"origins": app.config["CORS_ORIGINS"]}},
+                  methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+                  allow_headers=settings.DEFAULT_CORS_HEADERS, expose_headers=settings.EXPOSED_HEADERS,
+                  supports_credentials=app.config["CORS_ALLOW_CREDENTIALS"], max_age=3600)
+    hooks.init_app(app)
+    limiter.init_app(app)
+    with app.app_context():
+        hooks.init_sqlite_pragmas(db.engine)
+
+
+def register_blueprints(app):
+    """One blueprint per resource."""
+    from app.api import admin, api_keys, probes, system, users
+
+    app.register_blueprint(system.blp)
+    for module in (users, api_keys, probes, admin):
+        openapi.register_blueprint(module.blp)
+
+
+def register_commands(app):
+    """``flask create-admin``, ``flask mark-stale-jobs``."""
+    from app import cli
+
+    cli.init_app(app)

@@ -1,0 +1,31 @@
+"""JWT access tokens: HS256, with a token-version claim checked against the user row."""
+from datetime import timedelta
+
+import jwt
+
+ALGORITHM = "HS256"
+
+
+class TokenInvalid(Exception):
+    """The token is malformed, tampered with, expired or uses another algorithm."""
+
+
+def issue_token(user, secret, expires_minutes, now):
+    """Return a signed JWT for ``user`` valid for ``expires_minutes``."""
+    claims = {
+        "sub": str(user.id),
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=expires_minutes)).timestamp()),
+        "ver": user.token_version,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(token, secret):
+    """Return ``(user_id, token_version)`` from a valid token, or raise TokenInvalid."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+                            options={"require": ["sub", "iat", "exp", "ver"]})
+        return int(claims["sub"]), int(claims["ver"])
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise TokenInvalid(str(exc)) from exc

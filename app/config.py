@@ -1,0 +1,172 @@
+"""Configuration, read once from the environment and typed.
+
+Names follow the API contract (shared/API.md, "Configuration names"). Code reads
+``current_app.config``; only this module reads ``os.environ``.
+"""
+import os
+
+DEFAULT_CORS_HEADERS = [
+    "Content-Type", "Authorization", "X-API-Key", "X-Requested-With", "Accept", "Origin",
+    "Access-Control-Request-Method", "Access-Control-Request-Headers", "ApiKey", "Api-Key",
+]
+EXPOSED_HEADERS = [
+    "Content-Type", "Authorization", "X-API-Key", "Retry-After", "X-Request-ID",
+    "X-RateLimit-Limit-Day", "X-RateLimit-Remaining-Day", "X-RateLimit-Limit-Month",
+    "X-RateLimit-Remaining-Month", "X-RateLimit-Reset",
+]
+# Secrets that appear in templates, docs or common examples; production refuses them.
+KNOWN_WEAK_SECRETS = {
+    "change-me", "changeme", "secret", "your-secret-key", "your-secret-key-here",
+    "replace-with-a-long-random-secret", "dev-secret-key", "jwt-secret",
+}
+MIN_SECRET_BYTES = 32
+
+
+def _env(name, default=None):
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(name, default):
+    return int(_env(name, default))
+
+
+def _float(name, default):
+    return float(_env(name, default))
+
+
+def _bool(name, default):
+    return str(_env(name, default)).lower() in ("1", "true", "yes", "on")
+
+
+def _list(name, default=""):
+    return [item.strip() for item in str(_env(name, default)).split(",") if item.strip()]
+
+
+def _tier_quotas():
+    """Per-tier probe quotas: (per day, per month); None means unlimited."""
+    def quota(name, default):
+        value = _env(name, default)
+        return None if str(value).lower() in ("", "none", "unlimited", "-1") else int(value)
+
+    return {
+        "Free": (quota("QUOTA_FREE_DAY", 100), quota("QUOTA_FREE_MONTH", 1000)),
+        "Standard": (quota("QUOTA_STANDARD_DAY", 1000), quota("QUOTA_STANDARD_MONTH", 20000)),
+        "Enterprise": (quota("QUOTA_ENTERPRISE_DAY", None), quota("QUOTA_ENTERPRISE_MONTH", None)),
+    }
+
+
+def _tier_concurrency():
+    """How many probes one user of each tier may have running at once."""
+    return {
+        "Free": _int("CONCURRENT_PROBES_FREE", 2),
+        "Standard": _int("CONCURRENT_PROBES_STANDARD", 5),
+        "Enterprise": _int("CONCURRENT_PROBES_ENTERPRISE", 20),
+    }
+
+
+class Config:
+    """Settings shared by every environment; each value can be set from the environment."""
+
+    APP_ENV = "development"
+    VERSION = "1.0.0"
+    DEBUG = False
+    TESTING = False
+
+    SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL")  # None -> SQLite file in the instance folder
+    DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
+    DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
+
+    JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
+    JWT_EXPIRES_MINUTES = _int("JWT_EXPIRES_MINUTES", 60)
+    BCRYPT_ROUNDS = _int("BCRYPT_ROUNDS", 12)
+    PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12)
+    PASSWORD_MAX_LENGTH = 128
+    API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
+
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 64 * 1024)
+
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_DEFAULT = _env("RATELIMIT_DEFAULT", "50 per hour")
+    RATELIMIT_AUTH = _env("RATELIMIT_AUTH", "10 per minute")
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+
+    CORS_ORIGINS = _list("CORS_ORIGINS", "*")
+    CORS_ALLOW_CREDENTIALS = _bool("CORS_ALLOW_CREDENTIALS", False)
+
+    TIER_QUOTAS = _tier_quotas()
+    TIER_CONCURRENT_PROBES = _tier_concurrency()
+    PROBE_MAX_CONCURRENT_PER_WORKER = _int("PROBE_MAX_CONCURRENT_PER_WORKER", 200)
+
+    PROBE_ALLOWED_NETWORKS = _env("PROBE_ALLOWED_NETWORKS", "")
+    DNS_NAMESERVERS = _list("DNS_NAMESERVERS")
+    WHOIS_ROOT_SERVER = _env("WHOIS_ROOT_SERVER", "whois.iana.org")
+    RDAP_BOOTSTRAP_URL = _env("RDAP_BOOTSTRAP_URL", "")
+    PING_MAX_COUNT = _int("PING_MAX_COUNT", 10)
+    PING_INTERVAL = _float("PING_INTERVAL", 1.0)
+    PING_TIMEOUT = _float("PING_TIMEOUT", 2.0)
+    TRACEROUTE_MAX_HOPS = _int("TRACEROUTE_MAX_HOPS", 64)
+    TRACEROUTE_PROBES_PER_HOP = _int("TRACEROUTE_PROBES_PER_HOP", 3)
+    TRACEROUTE_HOP_TIMEOUT = _float("TRACEROUTE_HOP_TIMEOUT", 2.0)
+    TRACEROUTE_TOTAL_TIMEOUT = _float("TRACEROUTE_TOTAL_TIMEOUT", 60.0)
+    DNS_TIMEOUT = _float("DNS_TIMEOUT", 5.0)
+    WHOIS_TIMEOUT = _float("WHOIS_TIMEOUT", 15.0)
+    WHOIS_MAX_BYTES = _int("WHOIS_MAX_BYTES", 1_000_000)
+    # A running job older than this is a leftover of a crash, not a probe in flight.
+    PROBE_STALE_SECONDS = _int("PROBE_STALE_SECONDS", 300)
+
+    ADMIN_USERNAME = _env("ADMIN_USERNAME")
+    ADMIN_EMAIL = _env("ADMIN_EMAIL")
+    ADMIN_PASSWORD = _env("ADMIN_PASSWORD")
+
+    STATS_FLUSH_SECONDS = _float("STATS_FLUSH_SECONDS", 5.0)
+
+    # flask-smorest: OpenAPI document generated from the same schemas that validate input.
+    API_TITLE = "ProbeOps API"
+    API_VERSION = VERSION
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+
+
+class DevelopmentConfig(Config):
+    """The embedded default: SQLite, a generated JWT secret kept in the instance folder."""
+
+    APP_ENV = "development"
+
+
+class TestingConfig(Config):
+    """Tests: cheap bcrypt, generous limits unless a test sets its own."""
+
+    APP_ENV = "testing"
+    TESTING = True
+    BCRYPT_ROUNDS = 4
+    RATELIMIT_DEFAULT = "100000 per hour"
+    RATELIMIT_AUTH = "100000 per hour"
+    JWT_SECRET_KEY = "testing-secret-testing-secret-testing-secret-0123"
+
+
+class ProductionConfig(Config):
+    """Production: refuses to start without a strong secret or with unsafe CORS."""
+
+    APP_ENV = "production"
+
+
+CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or invalid; the app refuses to start."""
+
+
+def check_production(config):
+    """Refuse to start in production with a missing, weak or default secret, or open CORS with credentials."""
+    secret = config.get("JWT_SECRET_KEY") or ""
+    if not secret:
+        raise ConfigError("JWT_SECRET_KEY must be set in production (at least 32 random bytes)")
+    if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in KNOWN_WEAK_SECRETS \
+            or "change" in secret.lower() or len(set(secret)) < 10:
+        raise ConfigError("JWT_SECRET_KEY is too weak or a placeholder: use at least 32 random bytes "
+                          "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    if "*" in config.get("CORS_ORIGINS", []) and config.get("CORS_ALLOW_CREDENTIALS"):
+        raise ConfigError("CORS_ORIGINS='*' together with CORS_ALLOW_CREDENTIALS is refused in production")

@@ -1,0 +1,110 @@
+"""Database models: User, ApiKey, ProbeJob and the cross-worker request counters."""
+from datetime import UTC
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.utils.clock import utcnow
+
+ROLES = ("user", "admin")
+TIERS = ("Free", "Standard", "Enterprise")
+PROBE_TYPES = ("ping", "traceroute", "dns", "whois")
+JOB_STATUSES = ("running", "completed", "failed")
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamp stored in UTC and always returned timezone-aware (SQLite forgets the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use app.utils.clock.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class User(db.Model):
+    """A registered user; ``token_version`` bumps revoke every JWT issued before."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(sa.String(128))
+    role: Mapped[str] = mapped_column(sa.String(16), default="user")
+    subscription_tier: Mapped[str] = mapped_column(sa.String(16), default="Free")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    token_version: Mapped[int] = mapped_column(default=0)
+    # Every probe reservation updates this row first: the update is the lock that makes
+    # quota checks atomic across workers (row lock on PostgreSQL, write lock on SQLite).
+    probe_job_count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_probe_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+
+    api_keys = relationship("ApiKey", back_populates="user", cascade="all, delete-orphan", lazy="raise")
+
+    __table_args__ = (
+        sa.CheckConstraint(sa.text("role IN ('user', 'admin')"), name="role"),
+        sa.CheckConstraint(sa.text("subscription_tier IN ('Free', 'Standard', 'Enterprise')"), name="tier"),
+    )
+
+
+class ApiKey(db.Model):
+    """An API key: only the SHA-256 of the secret and a short display prefix are kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(32))
+    description: Mapped[str] = mapped_column(sa.String(255), default="")
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+
+    user = relationship("User", back_populates="api_keys", lazy="raise")
+
+
+class ProbeJob(db.Model):
+    """One probe a user ran: committed as ``running`` before it starts, completed after."""
+
+    __tablename__ = "probe_jobs"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    probe_type: Mapped[str] = mapped_column(sa.String(16))
+    target: Mapped[str] = mapped_column(sa.String(255))
+    address: Mapped[str] = mapped_column(sa.String(64), nullable=True)
+    parameters: Mapped[str] = mapped_column(sa.Text, default="{}")
+    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    success: Mapped[bool] = mapped_column(nullable=True)
+    result: Mapped[str] = mapped_column(sa.Text, nullable=True)
+    data: Mapped[dict] = mapped_column(sa.JSON, nullable=True)
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # History (newest first) and quota counts (since midnight / the 1st) both walk this.
+        sa.Index("ix_probe_jobs_user_id_created_at", "user_id", "created_at"),
+        sa.Index("ix_probe_jobs_status_running", "status",
+                 postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'")),
+    )
+
+
+class RequestStat(db.Model):
+    """Requests served per UTC day, summed across every worker (workers flush into it)."""
+
+    __tablename__ = "request_stats"
+
+    day: Mapped[object] = mapped_column(sa.Date, primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    total_ms: Mapped[float] = mapped_column(sa.Float, default=0.0)

@@ -1,0 +1,41 @@
+"""Flask extensions, created unbound here and bound in ``create_app``."""
+from flask_cors import CORS
+from flask_limiter import Limiter
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from app.auth.identity import rate_limit_key
+
+# Stable constraint names, so Alembic migrations name things the same on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ProbeOpsApi(Api):
+    """flask-smorest's Api without its own error handlers: ``app.errors`` owns every error body."""
+
+    def _register_error_handlers(self):
+        pass
+
+
+# expire_on_commit=False: views keep using loaded rows after a commit without a hidden
+# reload, so no connection is held while a probe runs.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate()
+openapi = ProbeOpsApi()
+cors = CORS()
+limiter = Limiter(key_func=rate_limit_key)

@@ -1,0 +1,168 @@
+"""DNS lookup (dnspython), dig-style text plus the sections as data.
+
+One query (RD set, EDNS0 with a 1232-byte payload, like dig) to each configured server in turn
+until one answers, all inside one deadline; a truncated UDP answer is retried over TCP.
+NXDOMAIN, SERVFAIL, REFUSED (any rcode but NOERROR) and timeouts give ``success: False``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from datetime import datetime, timezone
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from . import limits as L
+from .results import ProbeResult
+from .targets import TargetError, normalize_domain
+
+
+def _rr_list(section):
+    out = []
+    for rrset in section:
+        for rd in rrset:
+            out.append({"name": rrset.name.to_text(), "ttl": rrset.ttl,
+                        "class": dns.rdataclass.to_text(rrset.rdclass),
+                        "type": dns.rdatatype.to_text(rrset.rdtype), "value": rd.to_text()})
+    return out
+
+
+def _rr_lines(section):
+    lines = []
+    for rrset in section:
+        for rd in rrset:
+            name = rrset.name.to_text()
+            lines.append(f"{name}\t{_tabs(name)}{rrset.ttl}\t{dns.rdataclass.to_text(rrset.rdclass)}\t"
+                         f"{dns.rdatatype.to_text(rrset.rdtype)}\t{rd.to_text()}")
+    return lines
+
+
+def _tabs(name: str) -> str:
+    # dig pads the owner name to 24 columns with tabs
+    return "\t" * max(0, (24 - len(name) - 1) // 8) if len(name) < 23 else ""
+
+
+def system_nameservers() -> list[str]:
+    return list(dns.resolver.Resolver(configure=True).nameservers)
+
+
+def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = None, port=53,
+               timeout=L.DNS_TIMEOUT_DEFAULT) -> ProbeResult:
+    """Query ``record_type`` for ``domain`` (an IP address queries PTR of its reverse name).
+
+    ``nameservers``: IP addresses, already checked by the caller's guard; None = the system's
+    resolv.conf.  Raises TargetError for a bad domain, ValueError for a bad type or bound.
+    """
+    rtype = str(record_type or "A").upper()
+    if rtype not in L.DNS_RECORD_TYPES:
+        raise ValueError(f"record_type must be one of {', '.join(L.DNS_RECORD_TYPES)}")
+    timeout = L.check_range("timeout", timeout, L.DNS_TIMEOUT_MIN, L.DNS_TIMEOUT_MAX)
+    port = L.check_range("port", port, 1, 65535, int)
+    if not isinstance(domain, str):
+        raise TargetError("domain must be a string")
+    ptr_of = None
+    try:
+        ip = ipaddress.ip_address(domain.strip().strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        ptr_of = str(ip)
+        qname = dns.reversename.from_address(str(ip))
+        rtype = "PTR"
+    else:
+        qname = dns.name.from_text(normalize_domain(domain))
+    servers = list(nameservers) if nameservers else system_nameservers()
+    servers = [str(ipaddress.ip_address(s)) for s in servers][:L.DNS_MAX_NAMESERVERS]
+    if not servers:
+        raise ValueError("no nameserver configured")
+
+    q = dns.message.make_query(qname, dns.rdatatype.from_text(rtype), use_edns=0,
+                               payload=L.DNS_EDNS_PAYLOAD)
+    q.flags |= dns.flags.RD
+    deadline = time.monotonic() + timeout
+    attempts = []
+    response = server = None
+    used_tcp = False
+    for i, srv in enumerate(servers):
+        left = deadline - time.monotonic()
+        if left <= 0.01:
+            break
+        share = left / (len(servers) - i)  # leave time for the servers after this one
+        try:
+            t0 = time.monotonic()
+            response, used_tcp = dns.query.udp_with_fallback(q, srv, timeout=share, port=port,
+                                                             ignore_unexpected=True)
+            elapsed = time.monotonic() - t0
+            server = srv
+            break
+        except dns.exception.Timeout:
+            attempts.append(f";; communications error to {srv}#{port}: timed out")
+        except (OSError, dns.exception.DNSException) as exc:
+            attempts.append(f";; communications error to {srv}#{port}: {exc}")
+    qtext = f"; <<>> ProbeOps DNS <<>> @{servers[0]} {qname.to_text()} {rtype}"
+    base = {"query": qname.to_text(), "record_type": rtype, "servers": servers, "port": port}
+    if ptr_of:
+        base["reverse_of"] = ptr_of
+    if response is None:
+        text = "\n".join([qtext, *attempts, ";; no servers could be reached"])
+        return ProbeResult(False, text, {**base, "rcode": None, "flags": [], "answers": [],
+                                         "authority": [], "additional": [], "server": None,
+                                         "query_time_ms": None, "error": "timeout",
+                                         "message": "no servers could be reached"})
+    rcode = dns.rcode.to_text(response.rcode())
+    flags = [f.lower() for f in dns.flags.to_text(response.flags).split()]
+    order = ["qr", "aa", "tc", "rd", "ra", "ad", "cd"]
+    flags.sort(key=lambda f: order.index(f) if f in order else 99)
+    query_ms = int(round(elapsed * 1000))
+    wire = response.to_wire()
+    lines = [qtext.replace(f"@{servers[0]}", f"@{server}"), ";; Got answer:"]
+    lines.extend(attempts)
+    lines.append(f";; ->>HEADER<<- opcode: {dns.opcode.to_text(response.opcode())}, status: {rcode}, "
+                 f"id: {response.id}")
+    nadd = sum(len(r) for r in response.additional) + (1 if response.edns >= 0 else 0)
+    lines.append(f";; flags: {' '.join(flags)}; QUERY: {len(response.question)}, "
+                 f"ANSWER: {sum(len(r) for r in response.answer)}, "
+                 f"AUTHORITY: {sum(len(r) for r in response.authority)}, ADDITIONAL: {nadd}")
+    if response.edns >= 0:
+        lines += ["", ";; OPT PSEUDOSECTION:",
+                  f"; EDNS: version: {response.edns}, flags:{' do' if response.ednsflags & dns.flags.DO else ''}; "
+                  f"udp: {response.payload}"]
+    lines += ["", ";; QUESTION SECTION:"]
+    for rr in response.question:
+        n = rr.name.to_text()
+        lines.append(f";{n}\t{_tabs(n + ' ')}\t{dns.rdataclass.to_text(rr.rdclass)}\t{dns.rdatatype.to_text(rr.rdtype)}")
+    for title, section in (("ANSWER", response.answer), ("AUTHORITY", response.authority),
+                           ("ADDITIONAL", response.additional)):
+        if section:
+            lines += ["", f";; {title} SECTION:", *_rr_lines(section)]
+    proto = "TCP" if used_tcp else "UDP"
+    srv_text = f"{server}#{port}({server})"
+    lines += ["", f";; Query time: {query_ms} msec", f";; SERVER: {srv_text} ({proto})",
+              f";; WHEN: {datetime.now(timezone.utc).strftime('%a %b %d %H:%M:%S UTC %Y')}",
+              f";; MSG SIZE  rcvd: {len(wire)}"]
+    answers = _rr_list(response.answer)
+    data = {**base, "rcode": rcode, "flags": flags, "answers": answers,
+            "authority": _rr_list(response.authority), "additional": _rr_list(response.additional),
+            "query_time_ms": query_ms, "server": server, "protocol": proto.lower(),
+            "truncated_udp": used_tcp, "size": len(wire)}
+    success = response.rcode() == dns.rcode.NOERROR
+    if not success:
+        data["error"] = rcode.lower()
+        reason = {"NXDOMAIN": f"{qname.to_text()} does not exist (NXDOMAIN)",
+                  "SERVFAIL": f"server {server} failed to answer (SERVFAIL)",
+                  "REFUSED": f"server {server} refused the query (REFUSED)"}.get(rcode, f"status {rcode}")
+        data["message"] = reason
+        lines.insert(1, f";; {reason}")
+    return ProbeResult(success, "\n".join(lines), data)

@@ -1,0 +1,74 @@
+"""Schemas for users: registration, login and the public USER shape."""
+import re
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+from app.schemas.common import TrimmedString
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+
+
+class UserSchema(Schema):
+    """USER as the contract shows it: never a password hash."""
+
+    id = fields.Integer()
+    username = fields.String()
+    email = fields.String()
+    is_active = fields.Boolean()
+    role = fields.String()
+    subscription_tier = fields.String()
+    created_at = fields.DateTime()
+
+
+class AdminUserSchema(UserSchema):
+    """USER with the counts the admin list adds."""
+
+    api_key_count = fields.Integer()
+    probe_job_count = fields.Integer()
+
+
+class UsersListSchema(Schema):
+    users = fields.List(fields.Nested(AdminUserSchema))
+
+
+class PasswordField(fields.String):
+    """A password: length checked against PASSWORD_MIN_LENGTH..128 characters."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        low, high = current_app.config["PASSWORD_MIN_LENGTH"], current_app.config["PASSWORD_MAX_LENGTH"]
+        if not low <= len(value) <= high:
+            raise ValidationError(f"Must be between {low} and {high} characters.")
+        return value
+
+
+class RegisterSchema(Schema):
+    username = TrimmedString(required=True, metadata={"example": "alice"})
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = PasswordField(required=True, load_only=True)
+
+    @validates("username")
+    def check_username(self, value, **kwargs):
+        if not USERNAME_RE.match(value):
+            raise ValidationError("Must be 3-64 characters: letters, digits, '.', '_' or '-'.")
+
+
+class LoginSchema(Schema):
+    email = fields.String(validate=validate.Length(max=254))
+    username = fields.String(validate=validate.Length(max=64))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+
+    @validates_schema
+    def need_identity(self, data, **kwargs):
+        if not data.get("email") and not data.get("username"):
+            raise ValidationError("Give either email or username.", "email")
+
+
+class RegisterResponseSchema(Schema):
+    message = fields.String()
+    user = fields.Nested(UserSchema)
+
+
+class LoginResponseSchema(RegisterResponseSchema):
+    token = fields.String()

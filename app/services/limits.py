@@ -1,0 +1,27 @@
+"""Helpers for the flask-limiter side of rate limiting."""
+import math
+import time
+
+from app.extensions import limiter
+
+
+def retry_after_seconds():
+    """Seconds until the breached rate-limit window resets (at least 1)."""
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, math.ceil(current.reset_at - time.time()))
+
+
+def auth_limit():
+    """The tighter limit for login and register (RATELIMIT_AUTH), read per request."""
+    from flask import current_app
+
+    return current_app.config["RATELIMIT_AUTH"]
+
+
+def default_limit():
+    """The general per-user (or per-IP) limit, RATELIMIT_DEFAULT."""
+    from flask import current_app
+
+    return current_app.config["RATELIMIT_DEFAULT"]
