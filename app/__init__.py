@@ -38,10 +38,13 @@ def configure(app):
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         os.makedirs(app.instance_path, exist_ok=True)
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "probeops.db")
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalize_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     app.config["RATELIMIT_HEADERS_ENABLED"] = False  # the contract's X-RateLimit-* are the quota's
     app.json.sort_keys = False
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:  # only behind a proxy: otherwise X-Forwarded-For would let clients pick their IP
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     logging.getLogger("probeops").setLevel(logging.INFO)
 
 
@@ -62,7 +65,8 @@ def register_extensions(app):
     cors.init_app(app, resources={r"/*": {"origins": app.config["CORS_ORIGINS"]}},
                   methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                   allow_headers=settings.DEFAULT_CORS_HEADERS, expose_headers=settings.EXPOSED_HEADERS,
-                  supports_credentials=app.config["CORS_ALLOW_CREDENTIALS"], max_age=3600)
+                  supports_credentials=app.config["CORS_ALLOW_CREDENTIALS"], max_age=3600,
+                  send_wildcard="*" in app.config["CORS_ORIGINS"] and not app.config["CORS_ALLOW_CREDENTIALS"])
     hooks.init_app(app)
     limiter.init_app(app)
     with app.app_context():

@@ -84,6 +84,8 @@ class Config:
     PASSWORD_MAX_LENGTH = 128
     API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
 
+    # Reverse proxies in front of the API whose X-Forwarded-* headers are trusted (0: none).
+    TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 64 * 1024)
 
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
@@ -153,6 +155,14 @@ class ProductionConfig(Config):
 
 
 CONFIGS = {"development": DevelopmentConfig, "testing": TestingConfig, "production": ProductionConfig}
+
+
+def normalize_database_url(url):
+    """Use psycopg2 for ``postgres://`` / ``postgresql://`` URLs (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url and url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
 
 
 class ConfigError(RuntimeError):

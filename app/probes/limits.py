@@ -10,7 +10,7 @@ hard caps (``*_MAX``) without reading docs/probes.md first.
 PING_COUNT_DEFAULT = 4
 PING_COUNT_MIN, PING_COUNT_MAX = 1, 10
 PING_INTERVAL_DEFAULT = 1.0          # seconds between echo requests
-PING_INTERVAL_MIN, PING_INTERVAL_MAX = 0.2, 5.0   # 0.2 s is iputils' floor for non-root users
+PING_INTERVAL_MIN, PING_INTERVAL_MAX = 0.01, 5.0   # the API config decides the real interval (default 1 s)
 PING_TIMEOUT_DEFAULT = 2.0           # per-packet wait for the reply
 PING_TIMEOUT_MIN, PING_TIMEOUT_MAX = 0.1, 10.0
 PING_PAYLOAD_DEFAULT = 56            # iputils default: 56 data bytes -> 64 ICMP bytes

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Start the ProbeOps API under Gunicorn.
+#
+#   ./start.sh            # embedded default: SQLite in ./instance, generated dev secret
+#
+# Steps: Python environment -> wait for the database -> migrations -> admin from ADMIN_* ->
+# stale jobs marked failed -> exec Gunicorn (gthread workers, CPU-scaled). docs/START_SCRIPT.md
+# explains every variable and why the worker model is what it is.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '[start.sh] %s\n' "$*" >&2; }
+
+# Optional .env (KEY=value lines) for runs outside docker-compose.
+if [ -f .env ] && [ -z "${PROBEOPS_SKIP_DOTENV:-}" ]; then
+  log "loading .env"
+  set -a; . ./.env; set +a
+fi
+
+# 1. Python environment: use the current one if it has our packages, else ./.venv.
+if ! python3 -c 'import flask, gunicorn, flask_smorest, dns, psycopg2' 2>/dev/null; then
+  if [ ! -x .venv/bin/python ]; then
+    log "creating virtualenv in .venv"
+    python3 -m venv .venv
+  fi
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [ "$(cat .venv/.requirements.sha256 2>/dev/null || true)" != "$want" ]; then
+    log "installing requirements.txt into .venv"
+    python -m pip install -q --disable-pip-version-check -r requirements.txt
+    echo "$want" > .venv/.requirements.sha256
+  fi
+fi
+export FLASK_APP=main.py
+
+# 2. Wait for the database (PostgreSQL may still be starting under docker-compose).
+DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-60}
+if [ -n "${DATABASE_URL:-}" ]; then
+  log "waiting up to ${DB_WAIT_SECONDS}s for the database"
+  python3 - "$DB_WAIT_SECONDS" <<'PY'
+import os, sys, time
+import sqlalchemy as sa
+from app.config import normalize_database_url
+deadline = time.monotonic() + float(sys.argv[1])
+engine = sa.create_engine(normalize_database_url(os.environ["DATABASE_URL"]))
+while True:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        break
+    except Exception as exc:
+        if time.monotonic() > deadline:
+            sys.exit(f"[start.sh] database not reachable: {type(exc).__name__}")
+        time.sleep(1)
+PY
+fi
+
+# 3. Schema, admin, leftovers of a crash. Migrations are the only way the schema changes.
+log "applying migrations"
+flask db upgrade
+flask ensure-admin
+flask mark-stale-jobs
+
+# 4. Workers. gthread: each worker serves THREADS requests at once, so slow probes
+#    (seconds of waiting on sockets) don't block fast requests.
+CORES=$(nproc 2>/dev/null || echo 1)
+WORKERS=${WORKERS:-$((2 * CORES + 1))}
+THREADS=${THREADS:-32}
+STORAGE=${RATELIMIT_STORAGE_URI:-memory://}
+if [[ "$STORAGE" == memory://* ]] && [ "$WORKERS" -gt 1 ]; then
+  # memory:// counts per process: N workers would let N times the limit through.
+  THREADS=$((WORKERS * THREADS))
+  [ "$THREADS" -gt 256 ] && THREADS=256
+  log "RATELIMIT_STORAGE_URI is memory:// (per process): running 1 worker with ${THREADS} threads instead of ${WORKERS} workers so rate limits stay exact; set RATELIMIT_STORAGE_URI=redis://... to run ${WORKERS} workers"
+  WORKERS=1
+fi
+export DB_POOL_SIZE=${DB_POOL_SIZE:-10}
+
+log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
+exec gunicorn \
+  --worker-class gthread \
+  --workers "$WORKERS" \
+  --threads "$THREADS" \
+  --bind "${BIND_ADDRESS:-0.0.0.0}:${API_PORT:-5000}" \
+  --timeout "${WORKER_TIMEOUT:-120}" \
+  --graceful-timeout "${GRACEFUL_TIMEOUT:-30}" \
+  --keep-alive "${KEEPALIVE:-5}" \
+  --max-requests "${MAX_REQUESTS:-1000}" \
+  --max-requests-jitter "${MAX_REQUESTS_JITTER:-50}" \
+  --log-level "${LOG_LEVEL:-info}" \
+  --access-logfile - \
+  --error-logfile - \
+  --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+  main:app
