@@ -313,10 +313,10 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
 """
         (d / "named.conf").write_text(conf)
         named = shutil.which("named") or "/usr/sbin/named"
-        log = open(d / "named.log", "w")
-        self.procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", self.namespaces[4], named, "-g", "-n", "1", "-c", str(d / "named.conf")],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+        with open(d / "named.log", "w") as log:
+            self.procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", self.namespaces[4], named, "-g", "-n", "1", "-c", str(d / "named.conf")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
 
     def _start_servers(self):
         self.server_log = self.tmp / "servers.log"
@@ -324,10 +324,10 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
                 "--root", self.whois_root, "--root", self.whois_root6,
                 "--registry", self.whois_registry, "--registrar", self.whois_registrar,
                 "--rir", self.whois_rir, "--rdap", self.rdap]
-        log = open(self.server_log, "w")
-        self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.namespaces[4], *args],
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.PIPE, start_new_session=True))
+        with open(self.server_log, "w") as log:
+            self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.namespaces[4], *args],
+                                               stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.PIPE, start_new_session=True))
         boot = self.tmp / "rdap"
         boot.mkdir()
         base = f"http://rdap.{ZONE}/"

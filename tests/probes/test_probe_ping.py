@@ -1,0 +1,175 @@
+"""ping engine vs iputils ping, at the same moment, on the lab."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from app.probes.ping import ping
+from app.probes.targets import Target
+from tests.probes.helpers import at_same_moment, parse_ping
+
+pytestmark = pytest.mark.lab
+RTT_TOLERANCE_MS = 2.0   # lab RTTs are sub-millisecond; scheduling noise on 2 busy cores is < 2 ms
+
+
+def _t(addr):
+    return Target(addr, addr, 6 if ":" in addr else 4)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_matches_iputils(lab_routes, family):
+    lab = lab_routes
+    addr = lab.target if family == 4 else lab.target6
+    res, tool = at_same_moment(lambda: ping(_t(addr), count=5, interval=0.2, timeout=1.0),
+                               ["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", addr])
+    ref = parse_ping(tool.stdout)
+    mine = parse_ping(res.text)             # the text parses like iputils' does
+    assert res.success and tool.returncode == 0
+    assert mine["transmitted"] == ref["transmitted"] == 5
+    assert mine["received"] == ref["received"] == 5
+    assert [p[0] for p in mine["packets"]] == [p[0] for p in ref["packets"]] == [1, 2, 3, 4, 5]
+    assert {p[1] for p in mine["packets"]} == {p[1] for p in ref["packets"]} == {61}  # 3 routers
+    for i in range(4):
+        assert abs(mine["rtt"][i] - ref["rtt"][i]) < RTT_TOLERANCE_MS, (res.text, tool.stdout)
+    st = res.data["stats"]
+    assert st["transmitted"] == 5 and st["received"] == 5 and st["loss_percent"] == 0
+    assert st["min_ms"] <= st["avg_ms"] <= st["max_ms"] and st["mdev_ms"] >= 0
+    assert [p["seq"] for p in res.data["packets"]] == [1, 2, 3, 4, 5]
+    assert all(p["ttl"] == 61 and p["bytes"] == 64 for p in res.data["packets"])
+    assert res.text.splitlines()[-1].startswith("rtt min/avg/max/mdev = ")
+    assert res.data["address"] == addr
+
+
+def test_ping_lossy_within_statistical_bounds(lab_routes):
+    """50 % of echo requests to the lossy address are dropped (nft numgen random mod 2).
+
+    30 engine packets and 30 iputils packets at the same moment: each loss must lie in
+    [20 %, 80 %] (two-sided binomial tail < 0.001)."""
+    lab = lab_routes
+    runs = []
+
+    def engine():
+        return [ping(_t(lab.lossy), count=10, interval=0.02, timeout=0.5) for _ in range(3)]
+
+    results, tool = at_same_moment(engine, ["ping", "-n", "-c", "30", "-i", "0.02", "-W", "1",
+                                            lab.lossy])
+    sent = sum(r.data["stats"]["transmitted"] for r in results)
+    got = sum(r.data["stats"]["received"] for r in results)
+    ref = parse_ping(tool.stdout)
+    assert sent == 30 and ref["transmitted"] == 30
+    assert 20 <= 100 * (sent - got) / sent <= 80, [r.text for r in results]
+    assert 20 <= ref["loss"] <= 80, tool.stdout
+    for r in results:
+        st = r.data["stats"]
+        assert st["loss_percent"] == pytest.approx(100 * (10 - st["received"]) / 10)
+        seqs = [p["seq"] for p in r.data["packets"]]
+        assert len(seqs) == len(set(seqs)) == st["received"]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_silent_fails_within_bound(lab_routes, family):
+    lab = lab_routes
+    addr = lab.silent if family == 4 else lab.silent6
+    t0 = time.monotonic()
+    res, tool = at_same_moment(lambda: ping(_t(addr), count=3, interval=0.2, timeout=0.5),
+                               ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", addr])
+    elapsed = time.monotonic() - t0
+    assert not res.success and tool.returncode == 1
+    assert res.data["stats"]["received"] == 0 == parse_ping(tool.stdout)["received"]
+    assert res.data["stats"]["loss_percent"] == 100
+    assert "3 packets transmitted, 0 received, 100% packet loss" in res.text
+    assert "rtt min" not in res.text
+    assert elapsed < 2 * 0.2 + 0.5 + 1.5  # engine bound (count-1)*interval+timeout, tool's -W 1
+
+
+def test_ping_unreachable_reported_like_iputils(lab_routes):
+    """r1 has no route for 198.18.50.0/24: it answers ICMP net unreachable."""
+    lab = lab_routes
+    addr = "198.18.50.1"
+    lab.verify_routes([addr])
+    res, tool = at_same_moment(lambda: ping(_t(addr), count=2, interval=0.2, timeout=0.5),
+                               ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", addr])
+    ref = parse_ping(tool.stdout)
+    mine = parse_ping(res.text)
+    assert not res.success
+    assert ref["unreachable"] and mine["unreachable"] == ref["unreachable"]
+    assert res.data["errors"][0]["from"] == lab.hops[0]
+    assert "+2 errors" in res.text and "+2 errors" in tool.stdout
+
+
+def test_concurrent_pings_ignore_each_other(lab_routes):
+    """24 probes at once in one process (raw sockets see every reply): each gets exactly its own."""
+    lab = lab_routes
+    results = [None] * 24
+
+    def one(i):
+        addr = [lab.target, lab.target6, lab.dns][i % 3]
+        results[i] = ping(_t(addr), count=4, interval=0.02, timeout=1.0)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    tool = subprocess.run(["ping", "-n", "-c", "10", "-i", "0.01", "-W", "1", lab.target],
+                          capture_output=True, text=True, timeout=20)
+    for t in threads:
+        t.join(10)
+    idents = {r.data["identifier"] for r in results}
+    assert len(idents) == 24
+    for r in results:
+        st = r.data["stats"]
+        assert (st["received"], st["duplicates"], st["late"]) == (4, 0, 0), r.text
+        assert [p["seq"] for p in r.data["packets"]] == [1, 2, 3, 4]
+    assert parse_ping(tool.stdout)["received"] == 10
+
+
+def test_ping_bounds_checked_before_sending():
+    t = _t("127.0.0.1")
+    for kw in ({"count": 0}, {"count": 11}, {"count": 2.5}, {"interval": 0}, {"timeout": 0},
+               {"timeout": 60}, {"payload_size": 10_000}, {"count": True}):
+        with pytest.raises(ValueError):
+            ping(t, **kw)
+
+
+def test_ping_loopback_ipv4_and_ipv6():
+    for addr in ("127.0.0.1", "::1"):
+        r = ping(_t(addr), count=2, interval=0.05, timeout=1.0)
+        assert r.success and r.data["stats"]["received"] == 2, r.text
+
+
+def _gid_in_ping_range():
+    try:
+        lo, hi = map(int, open("/proc/sys/net/ipv4/ping_group_range").read().split())
+    except OSError:
+        return True
+    return any(lo <= g <= hi for g in {os.getgid(), *os.getgroups()})
+
+
+@pytest.mark.skipif(_gid_in_ping_range(), reason="ping_group_range allows us: no privilege error here")
+def test_ping_without_privilege_is_a_clear_error():
+    r = ping(_t("127.0.0.1"), count=1, method="dgram")
+    assert not r.success
+    assert r.data["error"] == "insufficient_privilege"
+    assert "ping_group_range" in r.text and "CAP_NET_RAW" in r.text
+    assert "bytes from" not in r.text
+
+
+def test_ping_unprivileged_datagram_socket(lab_routes):
+    """Inside lab namespace r1, allow ICMP datagram sockets and ping the target with them."""
+    lab = lab_routes
+    ns = lab.namespaces[0]
+    lab.nsexec(ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+    code = ("import json,sys; from app.probes.ping import ping; from app.probes.targets import Target;"
+            "r=[ping(Target(a,a,6 if ':' in a else 4),count=3,interval=0.05,timeout=1,method='dgram')"
+            " for a in sys.argv[1:]]; print(json.dumps([[x.success,x.data,x.text] for x in r]))")
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, lab.target, lab.target6],
+                       capture_output=True, text=True, timeout=30, cwd=os.getcwd())
+    assert p.returncode == 0, p.stderr
+    import json
+    for ok, data, text in json.loads(p.stdout):
+        assert ok, text
+        assert data["socket"] == "dgram"
+        assert data["stats"]["received"] == 3
+        assert {pk["ttl"] for pk in data["packets"]} == {62}  # r2, r3 between r1 and the target
