@@ -32,7 +32,7 @@ _PING_RTT = re.compile(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.
 
 def parse_ping(text):
     """iputils ping output -> dict(packets=[(seq, ttl, rtt)], transmitted, received, loss, rtt=(min,avg,max,mdev))."""
-    out = {"packets": [(int(m[3]), int(m[4]), float(m[5]), m[2]) for m in _PING_LINE.findall(text)]}
+    out = {"packets": [(int(m[2]), int(m[3]), float(m[4]), m[1]) for m in _PING_LINE.findall(text)]}
     m = _PING_SUM.search(text)
     out.update(transmitted=int(m[1]), received=int(m[2]), loss=float(m[5])) if m else None
     r = _PING_RTT.search(text)

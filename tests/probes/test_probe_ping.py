@@ -141,7 +141,8 @@ def test_ping_loopback_ipv4_and_ipv6():
 
 def _gid_in_ping_range():
     try:
-        lo, hi = map(int, open("/proc/sys/net/ipv4/ping_group_range").read().split())
+        with open("/proc/sys/net/ipv4/ping_group_range") as f:
+            lo, hi = map(int, f.read().split())
     except OSError:
         return True
     return any(lo <= g <= hi for g in {os.getgid(), *os.getgroups()})
