@@ -67,10 +67,10 @@ def ping(user, host, count):
 
 
 def traceroute(user, host, max_hops):
-    from app.probes.traceroute import traceroute as engine
-
     cfg = current_app.config
     target, failure = _resolve_or_fail(host)
+    from app.probes.traceroute import traceroute as engine
+
     call = (lambda: failure) if failure else functools.partial(
         engine, target, max_hops=max_hops, probes_per_hop=cfg["TRACEROUTE_PROBES_PER_HOP"],
         timeout=cfg["TRACEROUTE_HOP_TIMEOUT"], total_timeout=cfg["TRACEROUTE_TOTAL_TIMEOUT"])
@@ -102,9 +102,9 @@ def _dns_name(domain):
 
 
 def whois(user, domain):
+    query = _dns_name(domain)
     from app.probes.whois import whois_lookup as engine
 
-    query = _dns_name(domain)
     cfg = current_app.config
     call = functools.partial(engine, query, root_server=cfg["WHOIS_ROOT_SERVER"], guard=address_guard,
                              rdap_bootstrap_url=cfg["RDAP_BOOTSTRAP_URL"] or None,

@@ -1,0 +1,131 @@
+"""Bad input never causes a 500, an HTML page or a half-written row."""
+import pytest
+
+from tests.conftest import count_rows
+
+WRITE_ENDPOINTS = [
+    ("post", "/api/users/register", None),
+    ("post", "/api/users/login", None),
+    ("post", "/api/apikeys", "user"),
+    ("put", "/api/apikeys/{key}", "user"),
+    ("post", "/api/probes/ping", "user"),
+    ("post", "/api/probes/traceroute", "user"),
+    ("post", "/api/probes/dns", "user"),
+    ("post", "/api/probes/whois", "user"),
+    ("post", "/api/admin/users/{user}/role", "admin"),
+    ("post", "/api/admin/users/{user}/tier", "admin"),
+    ("post", "/api/admin/users/{user}/active", "admin"),
+]
+
+BAD_BODIES = [
+    pytest.param({"data": b"{not json", "content_type": "application/json"}, 400, id="malformed-json"),
+    pytest.param({"data": b"username=x", "content_type": "application/x-www-form-urlencoded"}, 415, id="form"),
+    pytest.param({"data": b"<xml/>", "content_type": "text/xml"}, 415, id="xml"),
+    pytest.param({"data": b"{}", "content_type": None}, 415, id="no-content-type"),
+    pytest.param({"json": []}, 400, id="array"),
+    pytest.param({"json": "string"}, 400, id="json-string"),
+    pytest.param({"json": {"unexpected": 1}}, 400, id="unknown-field"),
+    pytest.param({"data": b"\xff\xfe\x00", "content_type": "application/json"}, 400, id="not-utf8"),
+    pytest.param({"data": b'{"a": "' + b"x" * 70000 + b'"}', "content_type": "application/json"}, 413, id="huge"),
+]
+
+
+@pytest.fixture
+def prepared(client, user, admin, auth_headers):
+    key_id = client.post("/api/apikeys", headers=auth_headers(user), json={}).get_json()["api_key"]["id"]
+    return {"user": auth_headers(user), "admin": auth_headers(admin), "ids": {"key": key_id, "user": user.id}}
+
+
+@pytest.mark.parametrize("method,path,who", WRITE_ENDPOINTS)
+@pytest.mark.parametrize("request_kwargs,status", BAD_BODIES)
+def test_bad_bodies_get_json_errors_and_write_nothing(client, prepared, method, path, who, request_kwargs, status):
+    before = {table: count_rows(table) for table in ("users", "api_keys", "probe_jobs")}
+    headers = prepared[who] if who else {}
+    response = getattr(client, method)(path.format(**prepared["ids"]), headers=headers, **request_kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    body = response.get_json()
+    assert set(body) == {"error", "message"} and body["message"]
+    assert {table: count_rows(table) for table in before} == before
+
+
+@pytest.mark.parametrize("host", [
+    "example.com; rm -rf /", "$(reboot)", "`id`", "a|b", "host name", "-c 100 example.com", "../../etc/passwd",
+    "exa mple.com", "\u202eexample.com", "a" * 300, "", "   ", "http://example.com/",
+])
+@pytest.mark.parametrize("path,field", [("/api/probes/ping", "host"), ("/api/probes/traceroute", "host"),
+                                        ("/api/probes/dns", "domain"), ("/api/probes/whois", "domain")])
+def test_hostile_hosts_are_400_naming_the_field(client, user, auth_headers, host, path, field):
+    response = client.post(path, headers=auth_headers(user), json={field: host})
+    assert response.status_code == 400, response.get_json()
+    assert field in response.get_json()["message"]
+    assert count_rows("probe_jobs") == 0
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"host": "127.0.0.1", "count": 0}, "count"),
+    ({"host": "127.0.0.1", "count": 11}, "count"),
+    ({"host": "127.0.0.1", "count": "4"}, "count"),
+    ({"host": "127.0.0.1", "count": True}, "count"),
+    ({"host": "127.0.0.1", "count": 2.5}, "count"),
+    ({"host": 127}, "host"),
+    ({}, "host"),
+])
+def test_ping_parameters_out_of_range(client, user, auth_headers, body, field):
+    response = client.post("/api/probes/ping", headers=auth_headers(user), json=body)
+    assert response.status_code == 400
+    assert field in response.get_json()["message"]
+    assert count_rows("probe_jobs") == 0
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/api/probes/traceroute", {"host": "127.0.0.1", "max_hops": 65}, "max_hops"),
+    ("/api/probes/traceroute", {"host": "127.0.0.1", "max_hops": 0}, "max_hops"),
+    ("/api/probes/dns", {"domain": "example.com", "record_type": "AXFR"}, "record_type"),
+    ("/api/probes/dns", {"domain": "example.com", "nameserver": "dns.google"}, "nameserver"),
+    ("/api/probes/dns", {"domain": "example.com", "nameserver": "127.0.0.1; ls"}, "nameserver"),
+])
+def test_other_probe_parameters(client, user, auth_headers, path, body, field):
+    response = client.post(path, headers=auth_headers(user), json=body)
+    assert response.status_code == 400
+    assert field in response.get_json()["message"]
+    assert count_rows("probe_jobs") == 0
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "offset=-1", "offset=x"])
+def test_history_query_validation(client, user, auth_headers, query):
+    response = client.get(f"/api/probes/history?{query}", headers=auth_headers(user))
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.get_json()["message"]
+
+
+def test_unicode_everywhere_is_fine(client):
+    response = client.post("/api/users/register", json={"username": "zoë", "email": "zoë@example.com",
+                                                        "password": "ünïcödé pässwörd ✓"})
+    assert response.status_code == 400  # username charset; a clear message, not a crash
+    assert "username" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize("method,path", [("get", "/no/such/thing"), ("get", "/api/nope"), ("delete", "/api/users/me"),
+                                         ("patch", "/api/apikeys"), ("get", "/api/apikeys/abc")])
+def test_unknown_urls_and_methods_are_json(client, method, path):
+    response = getattr(client, method)(path)
+    assert response.status_code in (404, 405)
+    assert response.is_json and set(response.get_json()) == {"error", "message"}
+
+
+def test_unexpected_exception_is_a_generic_json_500(app, client, user, auth_headers, monkeypatch):
+    from app.services import users
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(users, "list_users_with_counts", explode)
+    user.role = "admin"
+    from app.extensions import db
+
+    db.session.commit()
+    response = client.get("/api/admin/users", headers=auth_headers(user))
+    assert response.status_code == 500
+    body = response.get_json()
+    assert body["error"] == "Internal Server Error"
+    assert "secret internal detail" not in body["message"] and "request id" in body["message"]
