@@ -48,7 +48,8 @@ def _quota_error(usage):
     retry = max(1, usage.reset - int(utcnow().timestamp()))
     headers = {**usage.headers(), "Retry-After": str(retry)}
     reset = datetime.fromtimestamp(usage.reset, UTC).isoformat()
-    return ApiError(429, f"{period.capitalize()}ly probe quota of {limit} reached; it resets at {reset}", headers)
+    label = "Daily" if period == "day" else "Monthly"
+    return ApiError(429, f"{label} probe quota of {limit} reached; it resets at {reset}", headers)
 
 
 def reserve_job(user, probe_type, target, parameters, address=None):

@@ -24,6 +24,7 @@ Usage::
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -44,6 +45,11 @@ HOST_IF = "po-h0"
 LAB_NET4 = ipaddress.ip_network("198.18.0.0/16")
 LAB_NET6 = ipaddress.ip_network("fd00:198:18::/48")
 ZONE = "probeops.test"
+LOCK_FILE = "/run/lock/probeops-lab.lock" if os.path.isdir("/run/lock") else "/tmp/probeops-lab.lock"
+LOCK_WAIT = float(os.environ.get("PROBEOPS_LAB_LOCK_WAIT", "240"))
+# Safety net in the root namespace while a lab exists: if the lab's veth disappears, packets for
+# lab addresses hit these and fail locally instead of leaking out of the default route.
+GUARD_ROUTES = [("-4", "198.18.0.0/15"), ("-6", "fd00:198:18::/48")]
 
 
 class LabError(RuntimeError):
@@ -106,6 +112,7 @@ class Lab:
     ]
 
     def __init__(self):
+        self._lock_fd = None
         self.tmp: Path | None = None
         self.procs: list[subprocess.Popen] = []
         self.netem = False
@@ -147,12 +154,38 @@ class Lab:
                         pass
                 _run("ip", "netns", "del", name, check=False)
         _run("ip", "link", "del", HOST_IF, check=False)
+        for fam, net in GUARD_ROUTES:
+            while _run("ip", fam, "route", "del", "unreachable", net, "metric", "4000",
+                       check=False).returncode == 0:
+                pass
 
     # ------------------------------------------------------------------ build
+    def _lock(self):
+        """One lab per machine at a time: sessions (this suite, the API suite) take turns."""
+        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise LabError(f"another test session holds the lab ({LOCK_FILE}) for more than {LOCK_WAIT:g}s")
+                time.sleep(0.2)
+        self._lock_fd = fd
+
+    def _unlock(self):
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def up(self):
         reason = self.available()
         if reason:
             raise LabError(reason)
+        self._lock()  # only the lock holder may clean up or build: never tear down a live lab
         self.cleanup_leftovers()
         try:
             self._build()
@@ -165,6 +198,8 @@ class Lab:
     def _build(self):
         t0 = time.monotonic()
         self.tmp = Path(tempfile.mkdtemp(prefix="probeops-lab-"))
+        for fam, net in GUARD_ROUTES:
+            _run("ip", fam, "route", "add", "unreachable", net, "metric", "4000")
         for ns in self.namespaces:
             _run("ip", "netns", "add", ns)
         sysctls = ["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
@@ -393,6 +428,9 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
 
     # ------------------------------------------------------------------ teardown
     def down(self):
+        """Tear everything down.  A Lab that does not hold the lock owns nothing and does nothing."""
+        if self._lock_fd is None:
+            return
         for p in self.procs:
             if p.poll() is None:
                 try:
@@ -420,7 +458,10 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
                     pass
             _run("ip", "netns", "del", ns, check=False)
         _run("ip", "link", "del", HOST_IF, check=False)
+        for fam, net in GUARD_ROUTES:  # the safety routes go only once the lab is gone
+            _run("ip", fam, "route", "del", "unreachable", net, "metric", "4000", check=False)
         self.is_up = False
+        self._unlock()
         if self.tmp and os.environ.get("PROBEOPS_LAB_KEEP_LOGS") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
 
