@@ -142,7 +142,7 @@ def _whois_query(address: str, query: str, deadline: _Deadline, max_bytes: int):
         s.settimeout(max(0.01, deadline.left()))
         s.connect((address, 43))
         s.settimeout(max(0.01, deadline.left()))
-        s.sendall(query.encode("idna" if query.isascii() else "utf-8") + b"\r\n")
+        s.sendall(query.encode("ascii") + b"\r\n")
         chunks, n = [], 0
         truncated = False
         while True:
@@ -439,18 +439,13 @@ def _port43(q, root_server, guard, deadline, max_hops, max_bytes, notes):
         if nxt in seen:
             notes.append(f"referral loop: {server} refers to {nxt}, already asked")
             break
-        if len(answers) >= 2 and _NO_MATCH.search(text) is None and len(text.strip()) == 0:
-            break
         server = nxt
-    # the authoritative answer: the last server's, unless it said nothing useful
-    auth = None
-    for server, address, text in reversed(answers):
-        if text.strip() and not (_NO_MATCH.search(text) and len(answers) > 1 and answers[-1][2] is text
-                                 and auth is None and server != answers[-1][0]):
-            auth = (server, address, text)
-            break
-    if auth is None and answers:
-        auth = answers[-1]
+    # the authoritative answer: the deepest server's; when a registrar has nothing, the registry's
+    auth = answers[-1] if answers else None
+    if (auth is not None and len(answers) >= 3 and (not auth[2].strip() or _NO_MATCH.search(auth[2]))
+            and not _NO_MATCH.search(answers[-2][2])):
+        notes.append(f"{auth[0]} had no record; the registry's answer is shown")
+        auth = answers[-2]
     fields = {"registrar": None, "creation_date": None, "expiry_date": None, "updated_date": None,
               "status": [], "name_servers": []}
     if auth is not None:

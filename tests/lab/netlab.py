@@ -71,6 +71,7 @@ class Lab:
     ``target``/``target6``    the target, ``len(hops) + 1`` hops away; answers ping, UDP gets port unreachable
     ``lossy``/``lossy6``      same host, but 50 % of echo requests to it are dropped (nft numgen)
     ``silent``/``silent6``    configured on the target but every packet to it is dropped (never answers)
+    ``unreachable``/``unreachable6``  r3 (``hops[-1]``) answers ICMP host / address unreachable (nft reject)
     ``dns``/``dns6``          bind9 ``named`` authoritative (recursion off) for ``zone``
     ``zone``                  "probeops.test"; ``records`` lists some of its (name, type, value)
     ``broken_zone``           a zone named loads with errors -> SERVFAIL;  any other name -> REFUSED
@@ -90,6 +91,7 @@ class Lab:
     target, target6 = "198.18.3.10", "fd00:198:18:3::10"
     lossy, lossy6 = "198.18.3.20", "fd00:198:18:3::20"
     silent, silent6 = "198.18.3.99", "fd00:198:18:3::99"
+    unreachable, unreachable6 = "198.18.3.77", "fd00:198:18:3::77"   # r3 rejects: ICMP host unreachable
     dns, dns6 = "198.18.10.53", "fd00:198:18:10::53"
     whois_root, whois_root6 = "198.18.10.43", "fd00:198:18:10::43"
     whois_registry, whois_registrar, whois_rir = "198.18.10.44", "198.18.10.45", "198.18.10.46"
@@ -268,6 +270,18 @@ table inet probeops_lab {{
 """
         (self.tmp / "lab.nft").write_text(nft)
         self.nsexec(tgt, "nft", "-f", str(self.tmp / "lab.nft"))
+        # (r3's own "no route" errors are rate-limited by the global net.ipv4.route.error_cost,
+        # so unreachables come from an nft reject rule, which is limited only by icmp_ratelimit)
+        (self.tmp / "r3.nft").write_text(f"""
+table inet probeops_lab {{
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    ip daddr {self.unreachable} reject with icmp type host-unreachable
+    ip6 daddr {self.unreachable6} reject with icmpv6 type addr-unreachable
+  }}
+}}
+""")
+        self.nsexec(r3, "nft", "-f", str(self.tmp / "r3.nft"))
         # delay where the kernel has netem (it often does not in CI kernels)
         p = self.nsexec(r2, "tc", "qdisc", "add", "dev", "po-r2b", "root", "netem", "delay", "2ms",
                         check=False)
@@ -408,7 +422,7 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
     # ------------------------------------------------------------------ safety
     def lab_addresses(self):
         return [*self.hops, *self.hops6, self.target, self.target6, self.lossy, self.lossy6,
-                self.silent, self.silent6, self.dns, self.dns6, self.whois_root, self.whois_root6,
+                self.silent, self.silent6, self.unreachable, self.unreachable6, self.dns, self.dns6, self.whois_root, self.whois_root6,
                 self.whois_registry, self.whois_registrar, self.whois_rir, self.rdap]
 
     def verify_routes(self, addresses=None):

@@ -49,11 +49,11 @@ DOMAINS = {
         "registrar": "Evil Registrar", "iana_id": "6666",
         "status": ["ok"], "ns": ["NS1.PROBEOPS.TEST"], "registrar_whois": PRIVATE_HOST,
     },
-    "loop.test": {  # the registrar WHOIS server is the registry itself
+    "loop.test": {  # the "registrar" WHOIS server is the root again: a referral loop
         "id": "777_DOMAIN_TEST-LAB", "created": "2019-01-01T00:00:00Z",
         "updated": "2019-01-02T00:00:00Z", "expires": "2029-01-01T00:00:00Z",
         "registrar": "Loop Registrar", "iana_id": "7777",
-        "status": ["ok"], "ns": ["NS1.PROBEOPS.TEST"], "registrar_whois": REGISTRY_HOST,
+        "status": ["ok"], "ns": ["NS1.PROBEOPS.TEST"], "registrar_whois": ROOT_HOST,
     },
 }
 

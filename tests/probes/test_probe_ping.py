@@ -86,17 +86,17 @@ def test_ping_silent_fails_within_bound(lab_routes, family):
 
 
 def test_ping_unreachable_reported_like_iputils(lab_routes):
-    """r1 has no route for 198.18.50.0/24: it answers ICMP net unreachable."""
+    """r3 rejects the lab's unreachable address with ICMP host unreachable."""
     lab = lab_routes
-    addr = "198.18.50.1"
-    lab.verify_routes([addr])
+    addr = lab.unreachable
     res, tool = at_same_moment(lambda: ping(_t(addr), count=2, interval=0.2, timeout=0.5),
                                ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", addr])
     ref = parse_ping(tool.stdout)
     mine = parse_ping(res.text)
     assert not res.success
     assert ref["unreachable"] and mine["unreachable"] == ref["unreachable"]
-    assert res.data["errors"][0]["from"] == lab.hops[0]
+    assert res.data["errors"][0]["from"] == lab.hops[-1]
+    assert res.data["errors"][0]["message"] == "Destination Host Unreachable"
     assert "+2 errors" in res.text and "+2 errors" in tool.stdout
 
 
