@@ -385,7 +385,8 @@ def whois_lookup(query: str, *, root_server="whois.iana.org", guard: Callable[[s
     deadline = _Deadline(timeout)
     notes: list[str] = []
     if rdap_bootstrap_url:
-        res = _rdap(q, ip, rdap_bootstrap_url, guard, deadline, max_bytes, notes)
+        # RDAP gets at most half the time, so a dead RDAP server leaves room for port 43
+        res = _rdap(q, ip, rdap_bootstrap_url, guard, _Deadline(timeout / 2), max_bytes, notes)
         if res is not None:
             return res
     return _port43(q, root_server, guard, deadline, max_hops, max_bytes, notes)
