@@ -102,8 +102,14 @@ def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = 
         share = left / (len(servers) - i)  # leave time for the servers after this one
         try:
             t0 = time.monotonic()
-            response, used_tcp = dns.query.udp_with_fallback(q, srv, timeout=share, port=port,
-                                                             ignore_unexpected=True)
+            response = dns.query.udp(q, srv, timeout=share, port=port, ignore_unexpected=True)
+            used_tcp = False
+            if response.flags & dns.flags.TC:  # truncated: ask again over TCP, same deadline
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise dns.exception.Timeout
+                response = dns.query.tcp(q, srv, timeout=left, port=port)
+                used_tcp = True
             elapsed = time.monotonic() - t0
             server = srv
             break

@@ -178,3 +178,25 @@ def test_history_works_with_an_api_key(client, user, auth_headers):
     add_jobs(user, 1)
     body = client.get("/api/probes/history", headers={"X-API-Key": key}).get_json()
     assert body["pagination"]["total"] == 1 and body["jobs"][0]["probe_type"] == "ping"
+
+
+@pytest.mark.parametrize("app_overrides", [{"PROBE_MAX_CONCURRENT_PER_WORKER": 1, "PING_INTERVAL": 0.5,
+                                            "TIER_CONCURRENT_PROBES": {"Free": 5, "Standard": 5, "Enterprise": 5}}])
+def test_worker_probe_cap_answers_503(app, user, make_user, auth_headers):
+    results = []
+    barrier = threading.Barrier(2)
+    users = [user, make_user("bob")]
+
+    def worker(who):
+        barrier.wait()
+        response = app.test_client().post("/api/probes/ping", headers=auth_headers(who),
+                                          json={"host": "127.0.0.1", "count": 3})
+        results.append((response.status_code, response.headers.get("Retry-After")))
+
+    threads = [threading.Thread(target=worker, args=(who,)) for who in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == [(200, None), (503, "5")]
+    assert count_rows("probe_jobs") == 1
