@@ -85,6 +85,7 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
     dest = sockaddr(family, addr)
     sent: dict[int, tuple[int, float]] = {}      # seq -> (realtime ns, monotonic s)
     got: dict[int, float] = {}                    # seq -> rtt of the first reply
+    all_rtts: list[float] = []                    # every counted reply, duplicates included (iputils)
     lines, packets, errors = [], [], []
     duplicates = late = 0
     start = time.monotonic()
@@ -108,6 +109,7 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
             duplicates += 1
         else:
             got[rseq] = rtt
+        all_rtts.append(rtt)
         pkt = {"seq": rseq, "ttl": ttl, "rtt_ms": round(rtt, 3), "bytes": nbytes}
         if dup:
             pkt["duplicate"] = True
@@ -178,7 +180,7 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
                 _icmp_dgram(family, data, src_ip, rx, cookie, addr, sent, handle_reply)
     elapsed_ms = int((time.monotonic() - start) * 1000)
     return _summary(target, head, base, lines, packets, errors, count=seq, received=len(got),
-                    rtts=list(got.values()), duplicates=duplicates, late=late, elapsed_ms=elapsed_ms,
+                    rtts=all_rtts, duplicates=duplicates, late=late, elapsed_ms=elapsed_ms,
                     socket_kind=kind, ident=ident)
 
 

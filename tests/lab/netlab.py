@@ -72,6 +72,7 @@ class Lab:
     ``lossy``/``lossy6``      same host, but 50 % of echo requests to it are dropped (nft numgen)
     ``silent``/``silent6``    configured on the target but every packet to it is dropped (never answers)
     ``unreachable``/``unreachable6``  r3 (``hops[-1]``) answers ICMP host / address unreachable (nft reject)
+    ``duplicating``/``duplicating6``  on the target; every echo reply from it is duplicated (nft dup)
     ``dns``/``dns6``          bind9 ``named`` authoritative (recursion off) for ``zone``
     ``zone``                  "probeops.test"; ``records`` lists some of its (name, type, value)
     ``broken_zone``           a zone named loads with errors -> SERVFAIL;  any other name -> REFUSED
@@ -92,6 +93,7 @@ class Lab:
     lossy, lossy6 = "198.18.3.20", "fd00:198:18:3::20"
     silent, silent6 = "198.18.3.99", "fd00:198:18:3::99"
     unreachable, unreachable6 = "198.18.3.77", "fd00:198:18:3::77"   # r3 rejects: ICMP host unreachable
+    duplicating, duplicating6 = "198.18.3.30", "fd00:198:18:3::30"   # every echo reply sent twice (nft dup)
     dns, dns6 = "198.18.10.53", "fd00:198:18:10::53"
     whois_root, whois_root6 = "198.18.10.43", "fd00:198:18:10::43"
     whois_registry, whois_registrar, whois_rir = "198.18.10.44", "198.18.10.45", "198.18.10.46"
@@ -235,9 +237,9 @@ class Lab:
         link(r3, "po-r3b", tgt, "po-tgt", "198.18.3.1", "198.18.3.10", "fd00:198:18:3::1", "fd00:198:18:3::10", 24)
         link(r1, "po-r1s", svc, "po-svc", "198.18.10.1", "198.18.10.53", "fd00:198:18:10::1",
              "fd00:198:18:10::53", 24)
-        for a in (self.lossy, self.silent):
+        for a in (self.lossy, self.silent, self.duplicating):
             batch[tgt].append(f"addr add {a}/24 dev po-tgt")
-        for a in (self.lossy6, self.silent6):
+        for a in (self.lossy6, self.silent6, self.duplicating6):
             batch[tgt].append(f"addr add {a}/64 dev po-tgt nodad")
         for last in ("43", "44", "45", "46", "80"):
             batch[svc].append(f"addr add 198.18.10.{last}/24 dev po-svc")
@@ -265,6 +267,18 @@ table inet probeops_lab {{
     ip6 daddr {self.silent6} drop
     ip daddr {self.lossy} icmp type echo-request numgen random mod 2 == 0 drop
     ip6 daddr {self.lossy6} icmpv6 type echo-request numgen random mod 2 == 0 drop
+  }}
+}}
+table ip probeops_dup {{
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    ip saddr {self.duplicating} icmp type echo-reply dup to 198.18.3.1 device "po-tgt"
+  }}
+}}
+table ip6 probeops_dup {{
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    ip6 saddr {self.duplicating6} icmpv6 type echo-reply dup to fd00:198:18:3::1 device "po-tgt"
   }}
 }}
 """
@@ -422,7 +436,7 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
     # ------------------------------------------------------------------ safety
     def lab_addresses(self):
         return [*self.hops, *self.hops6, self.target, self.target6, self.lossy, self.lossy6,
-                self.silent, self.silent6, self.unreachable, self.unreachable6, self.dns, self.dns6, self.whois_root, self.whois_root6,
+                self.silent, self.silent6, self.unreachable, self.unreachable6, self.duplicating, self.duplicating6, self.dns, self.dns6, self.whois_root, self.whois_root6,
                 self.whois_registry, self.whois_registrar, self.whois_rir, self.rdap]
 
     def verify_routes(self, addresses=None):

@@ -135,10 +135,11 @@ def test_exceptions_map_to_http_codes():
 
 # ---- resolution, against the lab's DNS server only --------------------------------------------
 @pytest.fixture
-def lab_nets(lab):
-    return parse_networks(lab.allowed_networks)
+def lab_nets(lab_routes):
+    return parse_networks(lab_routes.allowed_networks)
 
 
+@pytest.mark.lab
 def test_resolve_prefers_ipv4_and_checks_all(lab, lab_nets):
     t = resolve_target("www.probeops.test", allowed_networks=lab_nets, nameservers=[lab.dns])
     assert t == Target("www.probeops.test", lab.target, 4)
@@ -148,6 +149,7 @@ def test_resolve_prefers_ipv4_and_checks_all(lab, lab_nets):
     assert t.host == "xn--bcher-kva.probeops.test" and t.address == lab.target
 
 
+@pytest.mark.lab
 def test_resolve_refuses_private_and_rebinding(lab, lab_nets):
     with pytest.raises(TargetRefused, match="10.1.2.3"):
         resolve_target("private.probeops.test", allowed_networks=lab_nets, nameservers=[lab.dns])
@@ -159,6 +161,7 @@ def test_resolve_refuses_private_and_rebinding(lab, lab_nets):
         resolve_target("www.probeops.test", allowed_networks=[], nameservers=[lab.dns])
 
 
+@pytest.mark.lab
 def test_resolve_unresolvable(lab, lab_nets):
     with pytest.raises(TargetUnresolvable, match="NXDOMAIN"):
         resolve_target("nope.probeops.test", allowed_networks=lab_nets, nameservers=[lab.dns])

@@ -100,6 +100,26 @@ def test_ping_unreachable_reported_like_iputils(lab_routes):
     assert "+2 errors" in res.text and "+2 errors" in tool.stdout
 
 
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_duplicates_like_iputils(lab_routes, family):
+    """Every echo reply from the duplicating address is sent twice (nft dup)."""
+    lab = lab_routes
+    addr = lab.duplicating if family == 4 else lab.duplicating6
+    res, tool = at_same_moment(lambda: ping(_t(addr), count=3, interval=0.2, timeout=1.0),
+                               ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", addr])
+    assert "(DUP!)" in tool.stdout and "duplicates" in tool.stdout
+    st = res.data["stats"]
+    assert st["received"] == 3 and st["loss_percent"] == 0 and st["duplicates"] >= 2
+    assert f"+{st['duplicates']} duplicates" in res.text
+    assert res.text.count("(DUP!)") == st["duplicates"]
+    assert [p["seq"] for p in res.data["packets"] if not p.get("duplicate")] == [1, 2, 3]
+    ref = parse_ping(tool.stdout)
+    assert ref["received"] == 3
+    # like iputils, duplicates count in the RTT statistics
+    rtts = [p["rtt_ms"] for p in res.data["packets"]]
+    assert st["min_ms"] == min(rtts) and st["max_ms"] == max(rtts)
+
+
 def test_concurrent_pings_ignore_each_other(lab_routes):
     """24 probes at once in one process (raw sockets see every reply): each gets exactly its own."""
     lab = lab_routes
