@@ -22,6 +22,8 @@ from .icmp import (ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICM
 from .results import ProbeResult
 from .targets import Target
 
+_PENDING_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO,
+                   errno.EACCES, errno.EMSGSIZE}
 _TEXT_V4 = {ICMP_TIME_EXCEEDED: "Time to live exceeded"}
 _TEXT_V6 = {ICMP6_TIME_EXCEEDED: "Time exceeded: Hop limit", ICMP6_PACKET_TOO_BIG: "Packet too big"}
 
@@ -133,7 +135,15 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
             sent[seq] = (time.time_ns(), time.monotonic())
             last_send_mono = sent[seq][1]
             try:
-                sock.sendto(pkt, dest)
+                for attempt in range(3):
+                    try:
+                        sock.sendto(pkt, dest)
+                        break
+                    except OSError as exc:
+                        # datagram sockets with IP_RECVERR report a pending ICMP error of an
+                        # earlier packet on the next send (and clear it): send again
+                        if attempt == 2 or kind != "dgram" or exc.errno not in _PENDING_ERRNOS:
+                            raise
             except OSError as exc:
                 errors.append({"seq": seq, "from": None, "type": None, "code": None,
                                "message": exc.strerror or str(exc)})

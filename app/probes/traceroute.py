@@ -188,6 +188,20 @@ def _render(head, base, probes, per_hop, reached_ttl, stopped, max_hops, kind, t
     return ProbeResult(reached, "\n".join(lines), data)
 
 
+def _send(sock, data, dest, p):
+    for attempt in range(3):
+        p.sent_real, p.sent_mono = time.time_ns(), time.monotonic()
+        try:
+            sock.sendto(data, dest)
+            return
+        except OSError as exc:
+            # With IP_RECVERR an ICMP error for an earlier probe sets the socket's pending
+            # error, and the next send reports it (and clears it) instead of sending: retry.
+            # A real local error (no route) fails again.
+            if attempt == 2 or exc.errno not in _PENDING_ERRNOS:
+                raise
+
+
 def _unreach_note(family, code):
     table = UNREACH_V4 if family == 4 else UNREACH_V6
     return table.get(code, (f"!<{code}>", ""))[0]
@@ -230,18 +244,7 @@ class _UdpTracer:
             self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, p.ttl)
         else:
             self.udp.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, p.ttl)
-        dest = sockaddr(self.family, self.addr, p.port)
-        for attempt in range(3):
-            p.sent_real, p.sent_mono = time.time_ns(), time.monotonic()
-            try:
-                self.udp.sendto(self.payload, dest)
-                return
-            except OSError as exc:
-                # With IP_RECVERR an ICMP error for an earlier probe sets the socket's pending
-                # error, and the next send reports it (and clears it) instead of sending: retry.
-                # A real local error (no route) fails again.
-                if attempt == 2 or exc.errno not in _PENDING_ERRNOS:
-                    raise
+        _send(self.udp, self.payload, sockaddr(self.family, self.addr, p.port), p)
 
     def receive(self):
         if self.raw is not None:
@@ -356,8 +359,7 @@ class _IcmpTracer:
             self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, p.ttl)
         payload = (self.cookie + b"ProbeOps-traceroute-probe-data--")[:DATA_LEN]
         pkt = echo_request(self.family, self.ident, p.seq, payload)
-        p.sent_real, p.sent_mono = time.time_ns(), time.monotonic()
-        self.sock.sendto(pkt, sockaddr(self.family, self.addr))
+        _send(self.sock, pkt, sockaddr(self.family, self.addr), p)
 
     def _classify(self, typ, code):
         if self.family == 4:

@@ -123,3 +123,56 @@ def test_trace_loopback():
     assert res.success and _hops(res) == [(1, ["127.0.0.1"] * 3)]
     res = traceroute(_t("::1"), max_hops=3, timeout=0.5, mode="icmp")
     assert res.success and _hops(res) == [(1, ["::1"] * 3)]
+
+
+def _run_as(prefix, code, *args):
+    import json
+    import os
+    import subprocess
+    import sys
+    p = subprocess.run([*prefix, sys.executable, "-c", code, *args], capture_output=True, text=True,
+                       timeout=30, cwd=os.getcwd())
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+_CODE = ("import json,sys; from app.probes.traceroute import traceroute; from app.probes.ping import ping;"
+         "from app.probes.targets import Target;"
+         "T=lambda a: Target(a,a,6 if ':' in a else 4);"
+         "out=[[r.success, r.data, r.text] for r in (traceroute(T(a),max_hops=6,timeout=0.5,mode=m,reader=rd)"
+         " for a in sys.argv[1:] for m,rd in (('udp','auto'),('icmp','recverr')))];"
+         "out.append([None, ping(T(sys.argv[1]),count=1,timeout=0.5).data, None]);"
+         "print(json.dumps(out))")
+
+
+def test_trace_unprivileged_as_nobody(lab_routes):
+    """As user nobody (no CAP_NET_RAW, outside ping_group_range): UDP traceroute works through
+    the error queue; ICMP mode and ping fail with a clear privilege error."""
+    import shutil
+    lab = lab_routes
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) not installed")
+    out = _run_as(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"],
+                  _CODE, lab.target, lab.target6)
+    (ok4, d4, _t4), (iok4, id4, _), (ok6, d6, _t6), (iok6, id6, _), (_, pd, _) = out
+    assert ok4 and ok6 and d4["socket"] == d6["socket"] == "udp+recverr"
+    assert [h["probes"][0]["address"] for h in d4["hops"]] == [*lab.hops, lab.target]
+    assert [h["probes"][0]["address"] for h in d6["hops"]] == [*lab.hops6, lab.target6]
+    with open("/proc/sys/net/ipv4/ping_group_range") as f:
+        gid_allowed = f.read().split() != ["1", "0"]
+    if not gid_allowed:
+        assert not iok4 and id4["error"] == "insufficient_privilege"
+        assert pd["error"] == "insufficient_privilege" and "ping_group_range" in pd["message"]
+
+
+def test_trace_icmp_datagram_socket_in_namespace(lab_routes):
+    """Inside lab router r1 with ping_group_range open: ICMP-mode traceroute over the unprivileged
+    ICMP datagram socket and its error queue."""
+    lab = lab_routes
+    ns = lab.namespaces[0]
+    lab.nsexec(ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+    out = _run_as(["ip", "netns", "exec", ns], _CODE, lab.target, lab.target6)
+    (_ok4, _d4, _), (iok4, id4, t4), (_ok6, _d6, _), (iok6, id6, t6), _ = out
+    assert iok4 and id4["socket"] == "icmp+dgram", t4
+    assert [h["probes"][0]["address"] for h in id4["hops"]] == [lab.hops[1], lab.hops[2], lab.target]
+    assert iok6 and [h["probes"][0]["address"] for h in id6["hops"]] == [lab.hops6[1], lab.hops6[2], lab.target6]
