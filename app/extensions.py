@@ -7,7 +7,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from app.auth.identity import rate_limit_key
+from app.auth.rate_key import rate_limit_key
 
 # Stable constraint names, so Alembic migrations name things the same on every database.
 NAMING_CONVENTION = {

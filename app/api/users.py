@@ -3,6 +3,7 @@ from flask import g
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
+from app.auth.rate_key import client_ip_key
 from app.extensions import limiter
 from app.schemas.users import (LoginResponseSchema, LoginSchema, RegisterResponseSchema, RegisterSchema,
                                UserSchema, UsersListSchema)
@@ -13,7 +14,7 @@ blp = Blueprint("users", __name__, url_prefix="/api/users", description="Account
 
 
 @blp.post("/register")
-@limiter.limit(auth_limit, key_func=lambda: _client_ip())
+@limiter.limit(auth_limit, key_func=client_ip_key)
 @blp.arguments(RegisterSchema)
 @blp.response(201, RegisterResponseSchema)
 def register(body):
@@ -23,7 +24,7 @@ def register(body):
 
 
 @blp.post("/login")
-@limiter.limit(auth_limit, key_func=lambda: _client_ip())
+@limiter.limit(auth_limit, key_func=client_ip_key)
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResponseSchema)
 def login(body):
@@ -46,9 +47,3 @@ def me():
 def list_users():
     """Every user with key and job counts (admin)."""
     return {"users": service.list_users_with_counts()}
-
-
-def _client_ip():
-    from flask_limiter.util import get_remote_address
-
-    return f"ip:{get_remote_address()}"
