@@ -1,0 +1,1 @@
+"""ProbeOps benchmark suite: ``python -m bench`` (see docs/benchmarks.md)."""

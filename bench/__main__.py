@@ -1,0 +1,4 @@
+"""``python -m bench``."""
+from bench.run import main
+
+main()
