@@ -40,6 +40,10 @@ def configure(app):
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + os.path.join(app.instance_path, "probeops.db")
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.normalize_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
+    # A second engine whose connections are in autocommit mode, for the single-statement reads
+    # and writes of the auth hot path: no transaction to open, end or switch per request.
+    app.config["SQLALCHEMY_BINDS"] = {"autocommit": {
+        "url": app.config["SQLALCHEMY_DATABASE_URI"], **engine_options(app.config), "isolation_level": "AUTOCOMMIT"}}
     app.config["RATELIMIT_HEADERS_ENABLED"] = False  # the contract's X-RateLimit-* are the quota's
     app.json.sort_keys = False
     proxies = app.config["TRUSTED_PROXIES"]
@@ -53,7 +57,7 @@ def engine_options(config):
     uri = config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": config["DB_POOL_SIZE"],
+    return {"pool_pre_ping": config["DB_POOL_PRE_PING"], "pool_size": config["DB_POOL_SIZE"],
             "max_overflow": config["DB_MAX_OVERFLOW"], "pool_recycle": 1800}
 
 
@@ -70,7 +74,8 @@ def register_extensions(app):
     hooks.init_app(app)
     limiter.init_app(app)
     with app.app_context():
-        hooks.init_sqlite_pragmas(db.engine)
+        for engine in db.engines.values():
+            hooks.init_sqlite_pragmas(engine)
 
 
 def register_blueprints(app):

@@ -76,6 +76,9 @@ class Config:
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL")  # None -> SQLite file in the instance folder
     DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
     DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
+    # Pre-ping costs a round trip on every checkout. Without it, a connection dropped by a
+    # database restart fails one request, and SQLAlchemy then discards the whole pool.
+    DB_POOL_PRE_PING = _bool("DB_POOL_PRE_PING", False)
 
     JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
     JWT_EXPIRES_MINUTES = _int("JWT_EXPIRES_MINUTES", 60)

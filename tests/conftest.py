@@ -37,7 +37,8 @@ def migrate(database_url):
         upgrade()
         from app.extensions import db
 
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +104,8 @@ def app(database_url, app_overrides):
         from app.extensions import db, limiter
 
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
         limiter.reset()
 
 
