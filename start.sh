@@ -75,7 +75,6 @@ if [[ "$STORAGE" == memory://* ]] && [ "$WORKERS" -gt 1 ]; then
   log "RATELIMIT_STORAGE_URI is memory:// (per process): running 1 worker with ${THREADS} threads instead of ${WORKERS} workers so rate limits stay exact; set RATELIMIT_STORAGE_URI=redis://... to run ${WORKERS} workers"
   WORKERS=1
 fi
-export DB_POOL_SIZE=${DB_POOL_SIZE:-10}
 
 log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
 exec gunicorn \

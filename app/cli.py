@@ -32,6 +32,8 @@ def ensure_admin_from_env():
     if not (cfg.get("ADMIN_USERNAME") and cfg.get("ADMIN_EMAIL") and cfg.get("ADMIN_PASSWORD")):
         click.echo("ADMIN_USERNAME/ADMIN_EMAIL/ADMIN_PASSWORD not all set; no admin created")
         return
+    if len(cfg["ADMIN_PASSWORD"]) < cfg["PASSWORD_MIN_LENGTH"]:
+        raise click.UsageError(f"ADMIN_PASSWORD must have at least {cfg['PASSWORD_MIN_LENGTH']} characters")
     created = users.ensure_admin(cfg["ADMIN_USERNAME"], cfg["ADMIN_EMAIL"], cfg["ADMIN_PASSWORD"])
     click.echo("admin created" if created else "admin already exists")
 

@@ -20,6 +20,7 @@ KNOWN_WEAK_SECRETS = {
     "replace-with-a-long-random-secret", "dev-secret-key", "jwt-secret",
 }
 MIN_SECRET_BYTES = 32
+PLACEHOLDER_WORDS = ("change", "replace", "secret-key", "your-", "your_", "placeholder", "example", "0123456789")
 
 
 def _env(name, default=None):
@@ -74,8 +75,11 @@ class Config:
     TESTING = False
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL")  # None -> SQLite file in the instance folder
-    DB_POOL_SIZE = _int("DB_POOL_SIZE", 10)
-    DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 20)
+    # Per worker, for each of the two engines (transactions; autocommit auth reads). A request
+    # holds at most one connection at a time and none while a probe runs, so small pools serve
+    # many threads: 5 workers x 2 x (4 + 6) = 100 connections at worst.
+    DB_POOL_SIZE = _int("DB_POOL_SIZE", 4)
+    DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 6)
     # Pre-ping costs a round trip on every checkout. Without it, a connection dropped by a
     # database restart fails one request, and SQLAlchemy then discards the whole pool.
     DB_POOL_PRE_PING = _bool("DB_POOL_PRE_PING", False)
@@ -177,8 +181,9 @@ def check_production(config):
     secret = config.get("JWT_SECRET_KEY") or ""
     if not secret:
         raise ConfigError("JWT_SECRET_KEY must be set in production (at least 32 random bytes)")
-    if len(secret.encode()) < MIN_SECRET_BYTES or secret.lower() in KNOWN_WEAK_SECRETS \
-            or "change" in secret.lower() or len(set(secret)) < 10:
+    lowered = secret.lower()
+    if len(secret.encode()) < MIN_SECRET_BYTES or lowered in KNOWN_WEAK_SECRETS \
+            or any(word in lowered for word in PLACEHOLDER_WORDS) or len(set(secret)) < 16:
         raise ConfigError("JWT_SECRET_KEY is too weak or a placeholder: use at least 32 random bytes "
                           "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
     if "*" in config.get("CORS_ORIGINS", []) and config.get("CORS_ALLOW_CREDENTIALS"):

@@ -10,7 +10,8 @@ STRONG = "k3Jx9-QvT2mR8zLw4NpY7cHs1BdF6gUe0aWoZiXt"
 
 
 @pytest.mark.parametrize("secret", [None, "", "short-secret", "change-me", "x" * 64,
-                                    "REPLACE_ME_change_this_to_a_long_random_secret_value"])
+                                    "REPLACE_ME_change_this_to_a_long_random_secret_value",
+                                    "your-secret-key-here-xxxxxxxxxxxxxxxxxxxxxxx", "0123456789012345678901234567890123"])
 def test_production_refuses_weak_secrets(secret):
     with pytest.raises(ConfigError, match="JWT_SECRET_KEY"):
         check_production({"JWT_SECRET_KEY": secret, "CORS_ORIGINS": ["https://app.example.com"]})

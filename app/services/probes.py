@@ -8,7 +8,11 @@ import functools
 from flask import current_app
 
 from app.errors import ApiError
+from app.probes import dns as dns_engine
+from app.probes import ping as ping_engine
 from app.probes import targets
+from app.probes import traceroute as traceroute_engine
+from app.probes import whois as whois_engine
 from app.probes.results import ProbeResult
 from app.services.probe_jobs import run_probe
 
@@ -57,29 +61,23 @@ def _resolve_or_fail(host):
 
 
 def ping(user, host, count):
-    from app.probes.ping import ping as engine
-
     cfg = current_app.config
     target, failure = _resolve_or_fail(host)
     call = (lambda: failure) if failure else functools.partial(
-        engine, target, count=count, interval=cfg["PING_INTERVAL"], timeout=cfg["PING_TIMEOUT"])
+        ping_engine.ping, target, count=count, interval=cfg["PING_INTERVAL"], timeout=cfg["PING_TIMEOUT"])
     return run_probe(user, "ping", host, {"count": count}, call, target and target.address)
 
 
 def traceroute(user, host, max_hops):
     cfg = current_app.config
     target, failure = _resolve_or_fail(host)
-    from app.probes.traceroute import traceroute as engine
-
     call = (lambda: failure) if failure else functools.partial(
-        engine, target, max_hops=max_hops, probes_per_hop=cfg["TRACEROUTE_PROBES_PER_HOP"],
+        traceroute_engine.traceroute, target, max_hops=max_hops, probes_per_hop=cfg["TRACEROUTE_PROBES_PER_HOP"],
         timeout=cfg["TRACEROUTE_HOP_TIMEOUT"], total_timeout=cfg["TRACEROUTE_TOTAL_TIMEOUT"])
     return run_probe(user, "traceroute", host, {"max_hops": max_hops}, call, target and target.address)
 
 
 def dns(user, domain, record_type, nameserver):
-    from app.probes.dns import dns_lookup as engine
-
     name = _dns_name(domain)
     if nameserver is not None:
         try:
@@ -88,7 +86,7 @@ def dns(user, domain, record_type, nameserver):
             raise ApiError(403, f"nameserver: {exc}") from exc
     servers = [nameserver] if nameserver else _nameservers()
     parameters = {"record_type": record_type, **({"nameserver": nameserver} if nameserver else {})}
-    call = functools.partial(engine, name, record_type=record_type, nameservers=servers,
+    call = functools.partial(dns_engine.dns_lookup, name, record_type=record_type, nameservers=servers,
                              timeout=current_app.config["DNS_TIMEOUT"])
     return run_probe(user, "dns", domain, parameters, call, nameserver)
 
@@ -103,10 +101,8 @@ def _dns_name(domain):
 
 def whois(user, domain):
     query = _dns_name(domain)
-    from app.probes.whois import whois_lookup as engine
-
     cfg = current_app.config
-    call = functools.partial(engine, query, root_server=cfg["WHOIS_ROOT_SERVER"], guard=address_guard,
+    call = functools.partial(whois_engine.whois_lookup, query, root_server=cfg["WHOIS_ROOT_SERVER"], guard=address_guard,
                              rdap_bootstrap_url=cfg["RDAP_BOOTSTRAP_URL"] or None,
                              timeout=cfg["WHOIS_TIMEOUT"], max_bytes=cfg["WHOIS_MAX_BYTES"])
     return run_probe(user, "whois", domain, {}, call)
