@@ -78,6 +78,8 @@ fi
 
 log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
 exec gunicorn \
+  --config python:app.gunicorn_hooks \
+  --preload \
   --worker-class gthread \
   --workers "$WORKERS" \
   --threads "$THREADS" \

@@ -48,7 +48,7 @@ class Sizes:
 
 
 FULL = Sizes(throughput_seconds=10, history_jobs=1_000_000, history_requests=400, concurrent_pings=100,
-             health_requests=2000, traceroutes=50, rss_first=1000, rss_total=20000, logins=40, rtt_count=20)
+             health_requests=2000, traceroutes=50, rss_first=1000, rss_total=20000, logins=40, rtt_count=10)
 SMOKE = Sizes(throughput_seconds=1, history_jobs=2000, history_requests=20, concurrent_pings=5,
               health_requests=100, traceroutes=3, rss_first=100, rss_total=300, logins=4, rtt_count=3)
 
@@ -98,6 +98,7 @@ class Bench:
         self.bcrypt_rounds = bcrypt_rounds
         self.secret = secrets.token_urlsafe(48)
         self.servers = []
+        self.extra_env = {}
 
     def api_env(self, database, **extra):
         env = {"APP_ENV": "production", "JWT_SECRET_KEY": self.secret, "DATABASE_URL": database,
@@ -312,16 +313,18 @@ def fig_logins(bench, api, engine):
                         result["rps"], hashes_per_second, "/s", ">= 0.9x", True, 0.9)
 
 
-def print_table(figures, api):
+def print_header(api):
     cores = os.cpu_count()
     print(f"\nProbeOps benchmarks — {cores} cores, API: {api.workers} gthread workers x {api.threads} threads")
-    print(f"{'figure':<72} {'measured':>12} {'baseline':>12} {'ratio':>7} {'target':<22} result")
-    for f in figures:
-        print(f"{f.name:<72} {f.measured:>9.3f} {f.unit:<2} {f.baseline:>9.3f} {f.unit:<2} {f.ratio:>6.2f}x "
-              f"{f.target:<22} {'ok' if f.ok else 'MISSED'}{'  ' + f.note if f.note else ''}")
+    print(f"{'figure':<72} {'measured':>14} {'baseline':>14} {'ratio':>7} {'target':<22} result", flush=True)
 
 
-def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=None, only=None):
+def print_figure(f):
+    print(f"{f.name:<72} {f.measured:>9.3f} {f.unit:<4} {f.baseline:>9.3f} {f.unit:<4} {f.ratio:>6.2f}x "
+          f"{f.target:<22} {'ok' if f.ok else 'MISSED'}{'  ' + f.note if f.note else ''}", flush=True)
+
+
+def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=None, only=None, api_env=None):
     """Run the suite; returns the list of Figures. Servers given are reused, others made and stopped."""
     sizes = SMOKE if smoke else FULL
     rounds = bcrypt_rounds or (4 if smoke else 12)
@@ -341,6 +344,7 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="probeops-bench-")))
         bench = Bench(sizes, lab, postgres, redis_server, workdir, rounds)
         stack.callback(bench.stop)
+        bench.extra_env = dict(api_env or {})
         database = postgres.create_database(f"probeops_bench_{secrets.token_hex(3)}")
         api = bench.start_api(database)
         engine = sa.create_engine(database.replace("postgresql://", "postgresql+psycopg2://"))
@@ -358,11 +362,13 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
             "rss": lambda: [fig_rss(bench, database)],
         }
         figures = []
+        print_header(api)
         for name, step in steps.items():
             if only and name not in only:
                 continue
-            figures.extend(step())
-        print_table(figures, api)
+            for figure in step():
+                print_figure(figure)
+                figures.append(figure)
         return figures
 
 
@@ -371,8 +377,11 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--bcrypt-rounds", type=int, default=None, help="BCRYPT_ROUNDS for the API (12)")
     parser.add_argument("--only", nargs="*", help="throughput history pings health rtt logins rss")
+    parser.add_argument("--api-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the API under test, e.g. --api-env THREADS=8")
     args = parser.parse_args(argv)
-    run(smoke=args.smoke, bcrypt_rounds=args.bcrypt_rounds, only=args.only)
+    api_env = dict(item.split("=", 1) for item in args.api_env)
+    run(smoke=args.smoke, bcrypt_rounds=args.bcrypt_rounds, only=args.only, api_env=api_env)
 
 
 if __name__ == "__main__":

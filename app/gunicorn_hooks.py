@@ -1,0 +1,21 @@
+"""Gunicorn settings module (``gunicorn -c python:app.gunicorn_hooks``), used by start.sh.
+
+start.sh runs Gunicorn with ``--preload``: the app is imported once in the master and the
+workers are forked from it, so starting or recycling a worker (``--max-requests``) costs a
+fork instead of importing and building the whole app again, and the workers share the
+master's memory pages until they write to them.
+
+A forked worker must not use connections its parent opened: SQLAlchemy's pools are replaced
+here (the SQLAlchemy docs' ``dispose(close=False)`` recipe); redis-py resets its own pool when
+it sees a new process id.
+"""
+
+
+def post_fork(server, worker):
+    """Give the new worker its own database connection pools."""
+    import main
+    from app.extensions import db
+
+    with main.app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=False)
