@@ -121,12 +121,13 @@ class Bench:
 
     def start_bare(self, workers, threads):
         port = free_port()
-        log = open(self.workdir / "bare.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers), "--threads",
-             str(threads), "--bind", f"127.0.0.1:{port}", "--keep-alive", "5", "--max-requests", "1000",
-             "--max-requests-jitter", "50", "--log-level", "warning", "--access-logfile", "-", "bench.bare_app:app"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.workdir / "bare.log", "wb") as log:  # the child keeps its own copy of the fd
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers),
+                 "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--keep-alive", "5", "--max-requests", "1000",
+                 "--max-requests-jitter", "50", "--log-level", "warning", "--access-logfile", "-",
+                 "bench.bare_app:app"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(port)
         return proc, f"http://127.0.0.1:{port}"
 
