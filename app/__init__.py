@@ -42,8 +42,11 @@ def configure(app):
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     # A second engine whose connections are in autocommit mode, for the single-statement reads
     # and writes of the auth hot path: no transaction to open, end or switch per request.
+    auth_options = engine_options(app.config)
+    if "pool_size" in auth_options:
+        auth_options.update(pool_size=app.config["DB_AUTH_POOL_SIZE"], max_overflow=app.config["DB_AUTH_MAX_OVERFLOW"])
     app.config["SQLALCHEMY_BINDS"] = {"autocommit": {
-        "url": app.config["SQLALCHEMY_DATABASE_URI"], **engine_options(app.config), "isolation_level": "AUTOCOMMIT"}}
+        "url": app.config["SQLALCHEMY_DATABASE_URI"], **auth_options, "isolation_level": "AUTOCOMMIT"}}
     app.config["RATELIMIT_HEADERS_ENABLED"] = False  # the contract's X-RateLimit-* are the quota's
     app.json.sort_keys = False
     proxies = app.config["TRUSTED_PROXIES"]
