@@ -29,6 +29,7 @@ def create_app(overrides=None):
 
 def configure(app):
     """Fill in derived settings and refuse unsafe ones."""
+    settings.check_probe_settings(app.config)
     if app.config["APP_ENV"] == "production":
         settings.check_production(app.config)
     elif not app.config.get("JWT_SECRET_KEY"):

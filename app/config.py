@@ -180,6 +180,37 @@ class ConfigError(RuntimeError):
     """The configuration is unsafe or invalid; the app refuses to start."""
 
 
+# Each probe setting, and the engine's hard bounds it must stay within (app/probes/limits.py).
+def _probe_bounds():
+    from app.probes import limits as L
+
+    return {
+        "PING_MAX_COUNT": (L.PING_COUNT_MIN, L.PING_COUNT_MAX),
+        "PING_INTERVAL": (L.PING_INTERVAL_MIN, L.PING_INTERVAL_MAX),
+        "PING_TIMEOUT": (L.PING_TIMEOUT_MIN, L.PING_TIMEOUT_MAX),
+        "TRACEROUTE_MAX_HOPS": (L.TRACE_MAX_HOPS_MIN, L.TRACE_MAX_HOPS_MAX),
+        "TRACEROUTE_PROBES_PER_HOP": (L.TRACE_PROBES_MIN, L.TRACE_PROBES_MAX),
+        "TRACEROUTE_HOP_TIMEOUT": (L.TRACE_TIMEOUT_MIN, L.TRACE_TIMEOUT_MAX),
+        "TRACEROUTE_TOTAL_TIMEOUT": (L.TRACE_TOTAL_MIN, L.TRACE_TOTAL_MAX),
+        "DNS_TIMEOUT": (L.DNS_TIMEOUT_MIN, L.DNS_TIMEOUT_MAX),
+        "WHOIS_TIMEOUT": (L.WHOIS_TIMEOUT_MIN, L.WHOIS_TIMEOUT_MAX),
+        "WHOIS_MAX_BYTES": (L.WHOIS_MAX_BYTES_MIN, L.WHOIS_MAX_BYTES_MAX),
+    }
+
+
+def check_probe_settings(config):
+    """Refuse probe bounds the engines would reject, and a malformed PROBE_ALLOWED_NETWORKS, at start."""
+    from app.probes.targets import parse_networks
+
+    for name, (low, high) in _probe_bounds().items():
+        if not low <= config[name] <= high:
+            raise ConfigError(f"{name}={config[name]} is outside what the probe engine allows ({low}..{high})")
+    try:
+        parse_networks(config.get("PROBE_ALLOWED_NETWORKS") or "")
+    except ValueError as exc:
+        raise ConfigError(f"PROBE_ALLOWED_NETWORKS: {exc}") from exc
+
+
 def check_production(config):
     """Refuse to start in production with a missing, weak or default secret, or open CORS with credentials."""
     secret = config.get("JWT_SECRET_KEY") or ""

@@ -63,3 +63,11 @@ def test_development_secret_is_generated_once_and_shared(tmp_path, monkeypatch):
 ])
 def test_database_urls_use_psycopg2(url, expected):
     assert normalize_database_url(url) == expected
+
+
+@pytest.mark.parametrize("overrides,name", [({"PING_MAX_COUNT": 50}, "PING_MAX_COUNT"),
+                                            ({"TRACEROUTE_TOTAL_TIMEOUT": 0}, "TRACEROUTE_TOTAL_TIMEOUT"),
+                                            ({"PROBE_ALLOWED_NETWORKS": "10.0.0.0/33"}, "PROBE_ALLOWED_NETWORKS")])
+def test_probe_settings_outside_engine_bounds_are_refused_at_start(tmp_path, overrides, name):
+    with pytest.raises(ConfigError, match=name):
+        create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/t.db", **overrides})
