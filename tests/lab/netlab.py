@@ -7,20 +7,24 @@ Topology (all in 198.18.0.0/16 and fd00:198:18::/48; nothing else is routed into
           fd00:198:18::1     fd00:198:18::2       :1::1             :1::2       :2::1           :2::2        :3::1        198.18.3.20  lossy (50% echo drop, nft numgen)
                                   |                                                                                      198.18.3.99  silent (nft drop all)
                                   | 198.18.10.1                                                                          fd00:198:18:3::10/::20/::99
+                                  |                                                                         [r3] 198.18.4.1 ---- 198.18.4.10  late (probeops-late)
+                                  |                                                                     fd00:198:18:4::1         fd00:198:18:4::10
                              probeops-svc 198.18.10.53 named (bind9)  .43 WHOIS root  .44 registry  .45 registrar
                                           .46 RIR WHOIS  .80 RDAP (HTTP)      fd00:198:18:10::53 ...
 
-From the root namespace the target is 4 hops away: r1 (198.18.0.2), r2 (198.18.1.2),
-r3 (198.18.2.2), target.  ICMP rate limits are off inside the lab so a reference tool and an
-engine can trace at the same moment.  ``tc netem`` delay is added on r2->r3 when the kernel has
-it (``Lab.netem``); loss always uses nftables ``numgen random mod 2`` drops.
+From the root namespace the target (and the late host) is 4 hops away: r1 (198.18.0.2),
+r2 (198.18.1.2), r3 (198.18.2.2), target.  ICMP rate limits are off inside the lab so a reference
+tool and an engine can trace at the same moment.  ``tc netem`` delay is added on r2->r3 when the kernel has
+it (``Lab.netem``); loss always uses nftables ``numgen random mod 2`` drops.  Late echo replies
+(which netem would otherwise give) come from ``late_echo.py``: in ``probeops-late`` the kernel
+ignores echo requests and that process answers them from a raw socket ``Lab.late_delay`` s later.
 
 Usage::
 
     lab = Lab(); lab.up()          # cleans leftovers of a crashed run first
     lab.verify_routes()            # refuses to go on unless every lab address routes via po-h0
     ...
-    lab.down()                     # namespaces, veths, nft tables, named, WHOIS/RDAP servers
+    lab.down()                     # namespaces, veths, nft tables, named, WHOIS/RDAP servers, late_echo
 """
 from __future__ import annotations
 
@@ -73,6 +77,9 @@ class Lab:
     ``silent``/``silent6``    configured on the target but every packet to it is dropped (never answers)
     ``unreachable``/``unreachable6``  r3 (``hops[-1]``) answers ICMP host / address unreachable (nft reject)
     ``duplicating``/``duplicating6``  on the target; every echo reply from it is duplicated (nft dup)
+    ``late``/``late6``        own namespace behind r3 (as far away as the target); the kernel ignores
+                              echo requests there and ``late_echo.py`` answers each ``late_delay``
+                              (1.0) seconds after it arrived, same id/seq/payload
     ``dns``/``dns6``          bind9 ``named`` authoritative (recursion off) for ``zone``
     ``zone``                  "probeops.test"; ``records`` lists some of its (name, type, value)
     ``broken_zone``           a zone named loads with errors -> SERVFAIL;  any other name -> REFUSED
@@ -85,7 +92,7 @@ class Lab:
                               evil.test (registrar server resolves to 10.1.2.3), loop.test (loop)
     """
 
-    namespaces = [PREFIX + n for n in ("r1", "r2", "r3", "tgt", "svc")]
+    namespaces = [PREFIX + n for n in ("r1", "r2", "r3", "tgt", "svc", "late")]
     host_ip, host_ip6 = "198.18.0.1", "fd00:198:18::1"
     hops = ["198.18.0.2", "198.18.1.2", "198.18.2.2"]
     hops6 = ["fd00:198:18::2", "fd00:198:18:1::2", "fd00:198:18:2::2"]
@@ -94,6 +101,8 @@ class Lab:
     silent, silent6 = "198.18.3.99", "fd00:198:18:3::99"
     unreachable, unreachable6 = "198.18.3.77", "fd00:198:18:3::77"   # r3 rejects: ICMP host unreachable
     duplicating, duplicating6 = "198.18.3.30", "fd00:198:18:3::30"   # every echo reply sent twice (nft dup)
+    late, late6 = "198.18.4.10", "fd00:198:18:4::10"   # echo replies sent late_delay s late (late_echo.py)
+    late_delay = 1.0
     dns, dns6 = "198.18.10.53", "fd00:198:18:10::53"
     whois_root, whois_root6 = "198.18.10.43", "fd00:198:18:10::43"
     whois_registry, whois_registrar, whois_rir = "198.18.10.44", "198.18.10.45", "198.18.10.46"
@@ -123,6 +132,8 @@ class Lab:
         self.is_up = False
         self.rdap_bootstrap = None
         self.server_log = None
+        self.late_log = None
+        self._late_ready = None
 
     # ------------------------------------------------------------------ helpers
     def nsexec(self, ns, *cmd, check=True, timeout=20):
@@ -216,7 +227,9 @@ class Lab:
                 self.nsexec(ns, "sysctl", "-qw", s, check=False)
             _run("ip", "-n", ns, "link", "set", "lo", "up")
         batch_root, batch = [], {ns: [] for ns in self.namespaces}
-        r1, r2, r3, tgt, svc = self.namespaces
+        r1, r2, r3, tgt, svc, late = self.namespaces
+        for s in ("net.ipv4.icmp_echo_ignore_all=1", "net.ipv6.icmp.echo_ignore_all=1"):
+            self.nsexec(late, "sysctl", "-qw", s)   # only late_echo.py answers there
 
         def link(a_ns, a_if, b_ns, b_if, a4, b4, a6, b6, plen4):
             if a_ns is None:
@@ -235,6 +248,7 @@ class Lab:
         link(r1, "po-r1b", r2, "po-r2a", "198.18.1.1", "198.18.1.2", "fd00:198:18:1::1", "fd00:198:18:1::2", 30)
         link(r2, "po-r2b", r3, "po-r3a", "198.18.2.1", "198.18.2.2", "fd00:198:18:2::1", "fd00:198:18:2::2", 30)
         link(r3, "po-r3b", tgt, "po-tgt", "198.18.3.1", "198.18.3.10", "fd00:198:18:3::1", "fd00:198:18:3::10", 24)
+        link(r3, "po-r3c", late, "po-late", "198.18.4.1", self.late, "fd00:198:18:4::1", self.late6, 24)
         link(r1, "po-r1s", svc, "po-svc", "198.18.10.1", "198.18.10.53", "fd00:198:18:10::1",
              "fd00:198:18:10::53", 24)
         for a in (self.lossy, self.silent, self.duplicating):
@@ -244,14 +258,18 @@ class Lab:
         for last in ("43", "44", "45", "46", "80"):
             batch[svc].append(f"addr add 198.18.10.{last}/24 dev po-svc")
             batch[svc].append(f"addr add fd00:198:18:10::{last}/64 dev po-svc nodad")
-        batch[r1] += ["route add 198.18.2.0/23 via 198.18.1.2",
-                      "route add fd00:198:18:2::/63 via fd00:198:18:1::2"]
+        batch[r1] += ["route add 198.18.2.0/23 via 198.18.1.2", "route add 198.18.4.0/24 via 198.18.1.2",
+                      "route add fd00:198:18:2::/63 via fd00:198:18:1::2",
+                      "route add fd00:198:18:4::/64 via fd00:198:18:1::2"]
         batch[r2] += ["route add default via 198.18.1.1", "route add 198.18.3.0/24 via 198.18.2.2",
+                      "route add 198.18.4.0/24 via 198.18.2.2",
                       "route add default via fd00:198:18:1::1",
-                      "route add fd00:198:18:3::/64 via fd00:198:18:2::2"]
+                      "route add fd00:198:18:3::/64 via fd00:198:18:2::2",
+                      "route add fd00:198:18:4::/64 via fd00:198:18:2::2"]
         batch[r3] += ["route add default via 198.18.2.1", "route add default via fd00:198:18:2::1"]
         batch[tgt] += ["route add default via 198.18.3.1", "route add default via fd00:198:18:3::1"]
         batch[svc] += ["route add default via 198.18.10.1", "route add default via fd00:198:18:10::1"]
+        batch[late] += ["route add default via 198.18.4.1", "route add default via fd00:198:18:4::1"]
         batch_root += [f"route add {LAB_NET4} via 198.18.0.2 dev {HOST_IF}",
                        f"route add {LAB_NET6} via fd00:198:18::2 dev {HOST_IF}"]
         for ns, cmds in batch.items():
@@ -303,6 +321,7 @@ table inet probeops_lab {{
         self.verify_routes()
         self._start_named()
         self._start_servers()
+        self._start_late_echo()
         self._wait_ready()
         self.setup_seconds = time.monotonic() - t0
 
@@ -405,17 +424,31 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
             "publication": "2025-11-23T00:00:00Z", "version": "1.0", "services": []}))
         self.rdap_bootstrap = str(boot / "dns.json")
 
+    def _start_late_echo(self):
+        self.late_log = self.tmp / "late_echo.log"
+        self._late_ready = self.tmp / "late_echo.ready"
+        args = [sys.executable, "-u", str(HERE / "late_echo.py"), "--delay", str(self.late_delay),
+                "--ready", str(self._late_ready), self.late, self.late6]
+        with open(self.late_log, "w") as log:
+            self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.namespaces[5], *args],
+                                               stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True))
+
     def _wait_ready(self, timeout=10.0):
         import dns.message
         import dns.query
         deadline = time.monotonic() + timeout
         pending = {("tcp", a, 43) for a in (self.whois_root, self.whois_registry, self.whois_registrar,
                                             self.whois_rir)} | {("tcp", self.rdap, 80), ("dns", self.dns, 53)}
+        pending.add(("file", str(self._late_ready), 0))
         while pending and time.monotonic() < deadline:
             for item in list(pending):
                 kind, addr, port = item
                 try:
-                    if kind == "dns":
+                    if kind == "file":
+                        if os.path.exists(addr):
+                            pending.discard(item)
+                    elif kind == "dns":
                         q = dns.message.make_query(f"www.{ZONE}", "A")
                         r = dns.query.udp(q, addr, timeout=0.3)
                         if r.answer:
@@ -436,7 +469,8 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
     # ------------------------------------------------------------------ safety
     def lab_addresses(self):
         return [*self.hops, *self.hops6, self.target, self.target6, self.lossy, self.lossy6,
-                self.silent, self.silent6, self.unreachable, self.unreachable6, self.duplicating, self.duplicating6, self.dns, self.dns6, self.whois_root, self.whois_root6,
+                self.silent, self.silent6, self.unreachable, self.unreachable6, self.duplicating, self.duplicating6,
+                self.late, self.late6, self.dns, self.dns6, self.whois_root, self.whois_root6,
                 self.whois_registry, self.whois_registrar, self.whois_rir, self.rdap]
 
     def verify_routes(self, addresses=None):
@@ -508,6 +542,13 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
         def guard(host):
             return resolve_target(host, allowed_networks=nets, nameservers=[self.dns], timeout=2.0).address
         return guard
+
+    def late_requests(self):
+        """Lines late_echo.py logged: '<client> id=<id> seq=<seq>' per echo request it answers."""
+        try:
+            return self.late_log.read_text().splitlines()
+        except (OSError, AttributeError):
+            return []
 
     def __enter__(self):
         return self.up()

@@ -120,6 +120,102 @@ def test_ping_duplicates_like_iputils(lab_routes, family):
     assert st["min_ms"] == min(rtts) and st["max_ms"] == max(rtts)
 
 
+def _timed(call):
+    box = {}
+
+    def run():
+        t0 = time.monotonic()
+        box["result"] = call()
+        box["elapsed"] = time.monotonic() - t0
+        return box
+    return run
+
+
+LATE_TOLERANCE_MS = 200.0   # the lab's late host answers late_delay s after the request (+ scheduling)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_late_replies_reported_not_counted(lab_routes, family):
+    """The late host answers every echo request lab.late_delay (1 s) later.
+
+    count=3, interval=1, timeout=0.5: the probe ends at (3-1)*1+0.5 = 2.5 s, so the replies to
+    seq 1 and 2 (at 1 s and 2 s) arrive while it runs, later than the timeout: shown as late, not
+    counted; the reply to seq 3 (at 3 s) comes after the end.  iputils 20221126 at the same moment
+    with -W 0.5 counts all three: its -W only bounds the wait while nothing has been received."""
+    lab = lab_routes
+    addr = lab.late if family == 4 else lab.late6
+    delay_ms = lab.late_delay * 1000
+    box, tool = at_same_moment(_timed(lambda: ping(_t(addr), count=3, interval=1.0, timeout=0.5)),
+                               ["ping", "-n", "-c", "3", "-i", "1", "-W", "0.5", addr])
+    res, elapsed = box["result"], box["elapsed"]
+    assert not res.success and res.data["error"] == "no_reply", res.text
+    st = res.data["stats"]
+    assert (st["transmitted"], st["received"], st["late"], st["duplicates"]) == (3, 0, 2, 0), res.text
+    assert st["loss_percent"] == 100 and st["min_ms"] is None and st["avg_ms"] is None
+    pk = res.data["packets"]
+    assert [p["seq"] for p in pk] == [1, 2] and all(p["late"] is True for p in pk), pk
+    assert all(p["ttl"] == 61 and p["bytes"] == 64 for p in pk)
+    assert all(abs(p["rtt_ms"] - delay_ms) < LATE_TOLERANCE_MS for p in pk), pk
+    late_lines = [line for line in res.text.splitlines() if line.endswith(" ms (late, not counted)")]
+    assert [line.split("icmp_seq=")[1].split()[0] for line in late_lines] == ["1", "2"], res.text
+    shown = parse_ping("\n".join(late_lines))["packets"]     # the lines read like iputils' otherwise
+    assert [(p[0], p[1], p[3]) for p in shown] == [(1, 61, addr), (2, 61, addr)], res.text
+    assert all(abs(p[2] - delay_ms) < LATE_TOLERANCE_MS for p in shown), res.text
+    assert "3 packets transmitted, 0 received, 100% packet loss" in res.text
+    assert "rtt min" not in res.text
+    assert 2.5 - 0.05 <= elapsed <= 2 * 1.0 + 0.5 + 0.2    # documented bound (count-1)*interval+timeout
+    # the late host did get all three requests of this probe, so nothing was lost on the way
+    ident = res.data["identifier"]
+    assert sum(f" id={ident} seq=" in line for line in lab.late_requests()) >= 3, lab.late_requests()
+    # iputils: the same replies printed as ordinary ones and counted as received
+    ref = parse_ping(tool.stdout)
+    assert tool.returncode == 0, tool.stdout
+    assert ref["transmitted"] == 3 and ref["received"] == 3 and ref["loss"] == 0, tool.stdout
+    assert [p[0] for p in ref["packets"]] == [1, 2, 3]
+    assert all(abs(p[2] - delay_ms) < LATE_TOLERANCE_MS for p in ref["packets"]), tool.stdout
+    assert "late" not in tool.stdout
+
+
+def test_ping_late_replies_after_the_probe_ended(lab_routes):
+    """count=3, interval=0.2, timeout=0.5: the probe is over at 0.9 s, before the first reply
+    (1 s): nothing to report, 0 received, within the bound.  iputils likewise (it has not seen a
+    reply either, so -W 0.5 ends it after the last packet)."""
+    lab = lab_routes
+    box, tool = at_same_moment(_timed(lambda: ping(_t(lab.late), count=3, interval=0.2, timeout=0.5)),
+                               ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "0.5", lab.late])
+    res, elapsed = box["result"], box["elapsed"]
+    st = res.data["stats"]
+    assert not res.success and (st["transmitted"], st["received"], st["late"]) == (3, 0, 0), res.text
+    assert res.data["packets"] == [] and "bytes from" not in res.text
+    assert "3 packets transmitted, 0 received, 100% packet loss" in res.text
+    assert elapsed <= 2 * 0.2 + 0.5 + 0.2
+    assert tool.returncode == 1 and parse_ping(tool.stdout)["received"] == 0, tool.stdout
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_timeout_above_delay_counts_slow_replies(lab_routes, family):
+    """timeout=3 > the late host's 1 s delay: both replies count, RTT = the delay."""
+    lab = lab_routes
+    addr = lab.late if family == 4 else lab.late6
+    delay_ms = lab.late_delay * 1000
+    box, tool = at_same_moment(_timed(lambda: ping(_t(addr), count=2, interval=0.2, timeout=3.0)),
+                               ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "3", addr])
+    res, elapsed = box["result"], box["elapsed"]
+    st = res.data["stats"]
+    assert res.success and (st["received"], st["late"], st["loss_percent"]) == (2, 0, 0), res.text
+    assert [p["seq"] for p in res.data["packets"]] == [1, 2]
+    assert not any(p.get("late") for p in res.data["packets"])
+    for v in (st["min_ms"], st["avg_ms"], st["max_ms"]):
+        assert abs(v - delay_ms) < LATE_TOLERANCE_MS, res.text
+    assert "late" not in res.text and res.text.splitlines()[-1].startswith("rtt min/avg/max/mdev = ")
+    assert elapsed < 0.2 + lab.late_delay + 0.5    # ends when both replies are in, well before 0.2+3
+    ref = parse_ping(tool.stdout)
+    mine = parse_ping(res.text)
+    assert tool.returncode == 0 and ref["received"] == mine["received"] == 2, tool.stdout
+    for a, b in zip(mine["rtt"][:3], ref["rtt"][:3]):
+        assert abs(a - delay_ms) < LATE_TOLERANCE_MS and abs(b - delay_ms) < LATE_TOLERANCE_MS
+
+
 def test_concurrent_pings_ignore_each_other(lab_routes):
     """24 probes at once in one process (raw sockets see every reply): each gets exactly its own."""
     lab = lab_routes
