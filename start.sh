@@ -74,6 +74,11 @@ if [[ "$STORAGE" == memory://* ]] && [ "$WORKERS" -gt 1 ]; then
   [ "$THREADS" -gt 256 ] && THREADS=256
   log "RATELIMIT_STORAGE_URI is memory:// (per process): running 1 worker with ${THREADS} threads instead of ${WORKERS} workers so rate limits stay exact; set RATELIMIT_STORAGE_URI=redis://... to run ${WORKERS} workers"
   WORKERS=1
+  if [ "${MAX_REQUESTS:-1000}" != "0" ]; then
+    # A recycled worker would start with empty in-memory counters and reopen every limit.
+    log "memory:// rate limits: worker recycling (--max-requests) is off, or a recycle would reset the limits"
+    MAX_REQUESTS=0
+  fi
 fi
 
 log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (gthread) on ${CORES} core(s), port ${API_PORT:-5000}"

@@ -67,6 +67,9 @@ def engine_options(config):
 
 def register_extensions(app):
     """Bind the extensions; the identity hook runs before the limiter so it can key on users."""
+    from app.utils.converters import IdConverter
+
+    app.url_map.converters["id"] = IdConverter
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     openapi.init_app(app)

@@ -3,6 +3,7 @@
 Names follow the API contract (shared/API.md, "Configuration names"). Code reads
 ``current_app.config``; only this module reads ``os.environ``.
 """
+import ipaddress
 import os
 
 DEFAULT_CORS_HEADERS = [
@@ -209,6 +210,11 @@ def check_probe_settings(config):
         parse_networks(config.get("PROBE_ALLOWED_NETWORKS") or "")
     except ValueError as exc:
         raise ConfigError(f"PROBE_ALLOWED_NETWORKS: {exc}") from exc
+    for server in config.get("DNS_NAMESERVERS") or []:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ConfigError(f"DNS_NAMESERVERS: {server!r} is not an IP address") from None
 
 
 def check_production(config):

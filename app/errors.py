@@ -80,7 +80,10 @@ def handle_http_exception(exc):
 
 
 def handle_unexpected(exc):
+    from app.extensions import db
+
     log.exception("unhandled error (request %s)", g.get("request_id", "-"))
+    db.session.rollback()
     return error_response(500, f"An internal error occurred (request id {g.get('request_id', '-')})")
 
 

@@ -20,8 +20,8 @@ def start_request():
 
 def require_json_body():
     """415 for a body that is not JSON; an empty body is left to validation (400)."""
-    if request.method not in BODY_METHODS:
-        return
+    if request.method not in BODY_METHODS or request.routing_exception is not None:
+        return  # unknown URL or method: the 404/405 says more than a 415 would
     has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "")
     if request.mimetype and not request.is_json or has_body and not request.is_json:
         raise ApiError(415, "Content-Type must be application/json")
@@ -31,7 +31,7 @@ def finish_request(response):
     """Add the request id and quota headers; count the request for the status page."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
     user = g.get("current_user")
-    if user is not None and response.status_code != 429:
+    if user is not None and response.status_code < 500:
         usage = g.get("quota_usage")
         if usage is None:
             from app.services.quotas import usage_for

@@ -71,3 +71,9 @@ def test_database_urls_use_psycopg2(url, expected):
 def test_probe_settings_outside_engine_bounds_are_refused_at_start(tmp_path, overrides, name):
     with pytest.raises(ConfigError, match=name):
         create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/t.db", **overrides})
+
+
+def test_malformed_dns_nameservers_are_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="DNS_NAMESERVERS"):
+        create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/t.db",
+                    "DNS_NAMESERVERS": ["dns.google"]})

@@ -19,7 +19,7 @@ def list_users():
     return {"users": service.list_users_with_counts()}
 
 
-@blp.post("/admin/users/<int:user_id>/role")
+@blp.post("/admin/users/<id:user_id>/role")
 @auth_required(admin=True)
 @blp.arguments(RoleSchema)
 @blp.response(200, UserUpdatedSchema)
@@ -29,7 +29,7 @@ def set_role(body, user_id):
     return {"message": "User role updated successfully", "user": user}
 
 
-@blp.post("/admin/users/<int:user_id>/tier")
+@blp.post("/admin/users/<id:user_id>/tier")
 @auth_required(admin=True)
 @blp.arguments(TierSchema)
 @blp.response(200, UserUpdatedSchema)
@@ -39,7 +39,7 @@ def set_tier(body, user_id):
     return {"message": "User subscription tier updated successfully", "user": user}
 
 
-@blp.post("/admin/users/<int:user_id>/active")
+@blp.post("/admin/users/<id:user_id>/active")
 @auth_required(admin=True)
 @blp.arguments(ActiveSchema)
 @blp.response(200, UserUpdatedSchema)

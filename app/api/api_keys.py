@@ -28,7 +28,7 @@ def create(body):
     return {"message": "API key created successfully", "api_key": key}
 
 
-@blp.get("/<int:key_id>")
+@blp.get("/<id:key_id>")
 @auth_required(jwt_only=True)
 @blp.response(200, ApiKeySchema)
 def get(key_id):
@@ -36,7 +36,7 @@ def get(key_id):
     return service.get_key(g.current_user, key_id)
 
 
-@blp.put("/<int:key_id>")
+@blp.put("/<id:key_id>")
 @auth_required(jwt_only=True)
 @blp.arguments(ApiKeyUpdateSchema)
 @blp.response(200, ApiKeyUpdatedSchema)
@@ -46,7 +46,7 @@ def update(body, key_id):
     return {"message": "API key updated successfully", "api_key": key}
 
 
-@blp.delete("/<int:key_id>")
+@blp.delete("/<id:key_id>")
 @auth_required(jwt_only=True)
 @blp.response(200, MessageSchema)
 def delete(key_id):

@@ -66,7 +66,7 @@ def list_history(query):
     return history.page(g.current_user, query["limit"], query["offset"])
 
 
-@blp.get("/history/<int:job_id>")
+@blp.get("/history/<id:job_id>")
 @auth_required()
 @blp.response(200, JobDetailSchema)
 def get_job(job_id):

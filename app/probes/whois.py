@@ -294,8 +294,12 @@ def _vcard_fn(entity):
 
 
 def parse_rdap(obj: dict) -> dict:
+    """Registrar, dates, status and name servers of an RDAP object; raises on a malformed one."""
+    status = obj.get("status") or []
+    if not isinstance(status, list) or not all(isinstance(s, str) for s in status):
+        raise TypeError("status is not a list of strings")
     out = {"registrar": None, "creation_date": None, "expiry_date": None, "updated_date": None,
-           "status": list(obj.get("status") or []), "name_servers": []}
+           "status": list(status), "name_servers": []}
     for ev in obj.get("events") or []:
         action, date = ev.get("eventAction"), ev.get("eventDate")
         field = {"registration": "creation_date", "expiration": "expiry_date",
@@ -307,7 +311,10 @@ def parse_rdap(obj: dict) -> dict:
             out["registrar"] = _vcard_fn(ent) or ent.get("handle")
             break
     for ns in obj.get("nameservers") or []:
-        name = (ns.get("ldhName") or "").rstrip(".").lower()
+        name = ns.get("ldhName") or ""
+        if not isinstance(name, str):
+            raise TypeError("ldhName is not a string")
+        name = name.rstrip(".").lower()
         if name and name not in out["name_servers"]:
             out["name_servers"].append(name)
     if obj.get("objectClassName") == "ip network":
@@ -320,7 +327,8 @@ def _rdap(query, ip, base_url, guard, deadline, max_bytes, notes):
     kind = "dns" if ip is None else f"ipv{ip.version}"
     try:
         boot = _load_bootstrap(base_url, kind, guard, deadline)
-    except (OSError, ValueError, TimeoutError, TargetRefused, TargetUnresolvable, TargetError) as exc:
+    except (OSError, ValueError, TimeoutError, http.client.HTTPException, TargetRefused, TargetUnresolvable,
+            TargetError) as exc:
         notes.append(f"RDAP bootstrap unavailable: {exc}")
         return None
     server = _rdap_base(boot, query, ip)
@@ -357,7 +365,11 @@ def _rdap(query, ip, base_url, guard, deadline, max_bytes, notes):
     except ValueError as exc:
         notes.append(f"RDAP answer from {final} is not valid JSON ({exc}); using port 43")
         return None
-    fields = parse_rdap(obj)
+    try:
+        fields = parse_rdap(obj)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        notes.append(f"RDAP answer from {final} has an unexpected shape ({type(exc).__name__}); using port 43")
+        return None
     text = f"% RDAP query {final}\n\n" + json.dumps(obj, indent=2, ensure_ascii=False)
     return ProbeResult(True, text, {"query": query, "source": "rdap", "server_chain": chain,
                                     "rdap_url": final, **fields, "notes": notes})

@@ -12,14 +12,35 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-class TrimmedString(fields.String):
-    """A string with surrounding whitespace removed; NUL characters refused."""
+def utf8_text(value):
+    """Validator: the string can be stored and sent as UTF-8 (no unpaired surrogates, no NUL)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text (unpaired surrogate).") from None
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+
+
+class CleanString(fields.String):
+    """A string that is valid Unicode text: no NUL, no unpaired surrogates (JSON allows both)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs).strip()
+        value = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in value:
             raise ValidationError("Must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid Unicode text (unpaired surrogate).") from None
         return value
+
+
+class TrimmedString(CleanString):
+    """A clean string with surrounding whitespace removed."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 def config_range(name, low_key_or_value, high_key):

@@ -32,7 +32,7 @@ class TracerouteSchema(Schema):
 class DnsSchema(Schema):
     domain = HostField()
     record_type = RecordType(load_default="A")
-    nameserver = fields.IP(load_default=None)
+    nameserver = TrimmedString(load_default=None, validate=validate.Length(max=64))
 
 
 class WhoisSchema(Schema):

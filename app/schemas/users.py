@@ -4,7 +4,7 @@ import re
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from app.schemas.common import TrimmedString
+from app.schemas.common import CleanString, TrimmedString, utf8_text
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
 
@@ -32,7 +32,7 @@ class UsersListSchema(Schema):
     users = fields.List(fields.Nested(AdminUserSchema))
 
 
-class PasswordField(fields.String):
+class PasswordField(CleanString):
     """A password: length checked against PASSWORD_MIN_LENGTH..128 characters."""
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -45,7 +45,7 @@ class PasswordField(fields.String):
 
 class RegisterSchema(Schema):
     username = TrimmedString(required=True, metadata={"example": "alice"})
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = fields.Email(required=True, validate=[validate.Length(max=254), utf8_text])
     password = PasswordField(required=True, load_only=True)
 
     @validates("username")
@@ -55,9 +55,9 @@ class RegisterSchema(Schema):
 
 
 class LoginSchema(Schema):
-    email = fields.String(validate=validate.Length(max=254))
-    username = fields.String(validate=validate.Length(max=64))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    email = CleanString(validate=validate.Length(max=254))
+    username = CleanString(validate=validate.Length(max=64))
+    password = CleanString(required=True, load_only=True, validate=validate.Length(max=1024))
 
     @validates_schema
     def need_identity(self, data, **kwargs):

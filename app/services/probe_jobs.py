@@ -93,14 +93,37 @@ def _check_concurrency(user, now):
                        {"Retry-After": "1"})
 
 
+def _storable(value):
+    """Remote servers can put NUL characters in their answers; PostgreSQL text cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
 def complete_job(job, result):
-    """Store the probe's outcome on the job and commit."""
+    """Store the probe's outcome on the job and commit.
+
+    If that fails, the job is still closed (as failed), so no row stays ``running``.
+    """
     job.status = "completed" if result.success else "failed"
     job.success = result.success
-    job.result = result.text
-    job.data = result.data
+    job.result = _storable(result.text)
+    job.data = _storable(result.data)
     job.completed_at = utcnow()
-    db.session.commit()
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("could not store the result of job %s", job.id)
+        db.session.execute(sa.update(ProbeJob).where(ProbeJob.id == job.id).values(
+            status="failed", success=False, completed_at=utcnow(),
+            result="The probe ran but its result could not be stored"))
+        db.session.commit()
+        raise
 
 
 def run_probe(user, probe_type, target, parameters, engine, address=None):

@@ -78,12 +78,13 @@ def traceroute(user, host, max_hops):
 
 
 def dns(user, domain, record_type, nameserver):
-    name = _dns_name(domain)
+    name, address = _query_name(domain)
+    if address is not None:
+        # An address is a reverse (PTR) lookup; private reverse names stay private like the hosts.
+        _check_address(address, "domain")
+        record_type = "PTR"
     if nameserver is not None:
-        try:
-            targets.check_address(nameserver, allowed_networks())
-        except targets.TargetRefused as exc:
-            raise ApiError(403, f"nameserver: {exc}") from exc
+        nameserver = _checked_nameserver(nameserver)
     servers = [nameserver] if nameserver else _nameservers()
     parameters = {"record_type": record_type, **({"nameserver": nameserver} if nameserver else {})}
     call = functools.partial(dns_engine.dns_lookup, name, record_type=record_type, nameservers=servers,
@@ -91,16 +92,37 @@ def dns(user, domain, record_type, nameserver):
     return run_probe(user, "dns", domain, parameters, call, nameserver)
 
 
-def _dns_name(domain):
-    """A DNS probe may ask about any syntactically valid name, or an IP (for PTR)."""
+def _query_name(domain):
+    """``(name, address)``: DNS and WHOIS may ask about any valid query name ("com", "_sip._tcp.x")
+    or an IP address (address is then the parsed address)."""
     try:
-        return targets.validate_hostname(domain)
+        address = targets.parse_address(domain)
+        return (str(address), address) if address is not None else (targets.normalize_domain(domain), None)
     except targets.TargetError as exc:
         raise ApiError(400, f"domain: {exc}") from exc
 
 
+def _check_address(address, field):
+    try:
+        targets.check_address(address, allowed_networks())
+    except targets.TargetRefused as exc:
+        raise ApiError(403, f"{field}: {exc}") from exc
+
+
+def _checked_nameserver(text):
+    """The nameserver as a canonical IP (no scope id), refused like a probe target when special."""
+    try:
+        address = targets.parse_address(text)
+    except targets.TargetError as exc:
+        raise ApiError(400, f"nameserver: {exc}") from exc
+    if address is None:
+        raise ApiError(400, "nameserver: must be an IP address")
+    _check_address(address, "nameserver")
+    return str(address)
+
+
 def whois(user, domain):
-    query = _dns_name(domain)
+    query, _ = _query_name(domain)
     cfg = current_app.config
     call = functools.partial(whois_engine.whois_lookup, query, root_server=cfg["WHOIS_ROOT_SERVER"], guard=address_guard,
                              rdap_bootstrap_url=cfg["RDAP_BOOTSTRAP_URL"] or None,

@@ -129,3 +129,43 @@ def test_unexpected_exception_is_a_generic_json_500(app, client, user, auth_head
     body = response.get_json()
     assert body["error"] == "Internal Server Error"
     assert "secret internal detail" not in body["message"] and "request id" in body["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/apikeys/99999999999999999999", "/api/probes/history/99999999999999999999",
+                                  "/api/apikeys/0"])
+def test_ids_beyond_64_bits_are_404(client, user, auth_headers, path):
+    response = client.get(path, headers=auth_headers(user))
+    assert response.status_code == 404 and response.is_json
+
+
+def test_unpaired_surrogates_are_400_not_500(client, user, auth_headers):
+    raw = '{"username": "eve", "email": "eve@example.com", "password": "%s"}' % ("\\ud800" * 12)
+    response = client.post("/api/users/register", data=raw, content_type="application/json")
+    assert response.status_code == 400 and "password" in response.get_json()["message"]
+    raw = '{"email": "\\ud800@x.com", "password": "xxxxxxxxxxxxxx"}'
+    assert client.post("/api/users/login", data=raw, content_type="application/json").status_code == 400
+    raw = '{"description": "\\ud800"}'
+    response = client.post("/api/apikeys", data=raw, content_type="application/json", headers=auth_headers(user))
+    assert response.status_code == 400 and "description" in response.get_json()["message"]
+    assert count_rows("api_keys") == 0 and count_rows("users") == 1
+
+
+@pytest.mark.parametrize("method,path", [("post", "/api/nothing"), ("put", "/api/health")])
+def test_unknown_routes_with_a_non_json_body_are_404_or_405(client, method, path):
+    response = getattr(client, method)(path, data="x", content_type="text/plain")
+    assert response.status_code in (404, 405)
+
+
+@pytest.mark.parametrize("nameserver,status", [("2001:4860:4860::8888%lo", 400), ("127.0.0.2", 403),
+                                               ("dns.google", 400)])
+def test_nameserver_goes_through_the_target_checks(client, user, auth_headers, nameserver, status):
+    response = client.post("/api/probes/dns", headers=auth_headers(user),
+                           json={"domain": "example.com", "nameserver": nameserver})
+    assert response.status_code == status and "nameserver" in response.get_json()["message"]
+    assert count_rows("probe_jobs") == 0
+
+
+def test_reverse_lookup_of_a_private_address_is_refused(client, user, auth_headers):
+    response = client.post("/api/probes/dns", headers=auth_headers(user), json={"domain": "10.0.0.5"})
+    assert response.status_code == 403
+    assert count_rows("probe_jobs") == 0

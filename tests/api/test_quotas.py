@@ -200,3 +200,12 @@ def test_worker_probe_cap_answers_503(app, user, make_user, auth_headers):
         thread.join(60)
     assert sorted(results) == [(200, None), (503, "5")]
     assert count_rows("probe_jobs") == 1
+
+
+def test_nul_characters_from_a_remote_server_are_stored_not_a_stuck_job(app, user, db_session):
+    job, _ = reserve_job(user, "whois", "example.com", {})
+    complete_job(job, ProbeResult(True, "Registrar: Evil\x00Corp", {"registrar": "Evil\x00Corp", "list": ["a\x00"]}))
+    db_session.expire_all()
+    stored = db_session.get(ProbeJob, job.id)
+    assert (stored.status, stored.success) == ("completed", True)
+    assert stored.result == "Registrar: Evil\ufffdCorp" and stored.data["registrar"] == "Evil\ufffdCorp"

@@ -96,6 +96,7 @@ def test_memory_storage_runs_one_worker_so_limits_stay_exact(server):
     srv = server(WORKERS="3", THREADS="4", RATELIMIT_DEFAULT="10 per minute", RATELIMIT_AUTH="100 per minute")
     assert len(workers_of(srv)) == 1
     assert "12 threads" in srv.output()
+    assert "worker recycling (--max-requests) is off" in srv.output()  # a recycle would reset the counters
     headers = register_and_login(srv.url)
     codes = [requests.get(f"{srv.url}/api/users/me", headers=headers, timeout=10).status_code for _ in range(12)]
     assert codes == [200] * 10 + [429] * 2

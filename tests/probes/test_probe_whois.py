@@ -184,3 +184,12 @@ def test_rdap_falls_back_to_port43(lab_routes, tmp_path):
     res = whois_lookup("thin.test", root_server=lab.whois_root, guard=lab.guard(),
                        rdap_bootstrap_url=str(boot), timeout=5)
     assert res.data["source"] == "whois" and any("guard" in n for n in res.data["notes"])
+
+
+@pytest.mark.parametrize("obj", [{"events": ["oops"]}, {"nameservers": [{"ldhName": 5}]}, {"status": "active"},
+                                 {"entities": [7]}])
+def test_malformed_rdap_objects_raise_so_the_engine_falls_back(obj):
+    from app.probes.whois import parse_rdap
+
+    with pytest.raises((TypeError, AttributeError)):
+        parse_rdap(obj)
