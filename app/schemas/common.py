@@ -1,6 +1,6 @@
 """Shared schema pieces."""
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields
+from marshmallow import ValidationError, fields
 
 
 class StrictBoolean(fields.Boolean):
@@ -43,17 +43,10 @@ class TrimmedString(CleanString):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
-def config_range(name, low_key_or_value, high_key):
-    """A validator for an integer between a bound and a bound read from config at request time."""
+def config_range(low, high_key):
+    """A validator for an integer between ``low`` and a bound read from config at request time."""
     def check(value):
-        low = low_key_or_value if isinstance(low_key_or_value, int) else current_app.config[low_key_or_value]
         high = current_app.config[high_key]
         if not low <= value <= high:
             raise ValidationError(f"Must be between {low} and {high}.")
     return check
-
-
-class TimestampsMixin(Schema):
-    """ISO 8601 UTC timestamps."""
-
-    created_at = fields.DateTime(dump_only=True)

@@ -20,13 +20,13 @@ class RecordType(fields.String):
 
 class PingSchema(Schema):
     host = HostField()
-    count = fields.Integer(strict=True, load_default=4, validate=config_range("count", 1, "PING_MAX_COUNT"))
+    count = fields.Integer(strict=True, load_default=4, validate=config_range(1, "PING_MAX_COUNT"))
 
 
 class TracerouteSchema(Schema):
     host = HostField()
     max_hops = fields.Integer(strict=True, load_default=30,
-                              validate=config_range("max_hops", 1, "TRACEROUTE_MAX_HOPS"))
+                              validate=config_range(1, "TRACEROUTE_MAX_HOPS"))
 
 
 class DnsSchema(Schema):

@@ -19,9 +19,3 @@ def auth_limit():
 
     return current_app.config["RATELIMIT_AUTH"]
 
-
-def default_limit():
-    """The general per-user (or per-IP) limit, RATELIMIT_DEFAULT."""
-    from flask import current_app
-
-    return current_app.config["RATELIMIT_DEFAULT"]
