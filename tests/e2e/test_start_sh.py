@@ -1,4 +1,5 @@
 """./start.sh as an operator runs it, and Gunicorn with several workers sharing limits."""
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -35,9 +36,13 @@ def register_and_login(base, name="alice"):
     return {"Authorization": "Bearer " + response.json()["token"]}
 
 
-def workers_of(srv):
+def workers_of(srv, expected=None, seconds=15):
+    """Gunicorn's workers; with ``expected``, wait until that many have been forked."""
     master = psutil.Process(srv.proc.pid)  # start.sh execs gunicorn: same pid
     assert "gunicorn" in " ".join(master.cmdline())
+    deadline = time.monotonic() + seconds
+    while expected is not None and len(master.children()) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)  # /health answers once the first worker is up; the others follow
     return master.children()
 
 
@@ -78,7 +83,7 @@ def test_rate_limit_is_exact_across_workers_with_redis(server, postgres, redis_s
     srv = server(DATABASE_URL=url, RATELIMIT_STORAGE_URI=redis_server.url, WORKERS="3", THREADS="4",
                  RATELIMIT_DEFAULT="10 per minute", RATELIMIT_AUTH="100 per minute", APP_ENV="production",
                  JWT_SECRET_KEY=STRONG_SECRET)
-    assert len(workers_of(srv)) == 3
+    assert len(workers_of(srv, expected=3)) == 3
     headers = register_and_login(srv.url)
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: requests.get(f"{srv.url}/api/users/me", headers=headers, timeout=10).status_code,
