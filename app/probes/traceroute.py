@@ -188,6 +188,14 @@ def _render(head, base, probes, per_hop, reached_ttl, stopped, max_hops, kind, t
     return ProbeResult(reached, "\n".join(lines), data)
 
 
+def _set_ttl(sock, family, ttl):
+    """Set the TTL (IPv4) or hop limit (IPv6) of the next packets sent on ``sock``."""
+    if family == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, ttl)
+
+
 def _send(sock, data, dest, p):
     for attempt in range(3):
         p.sent_real, p.sent_mono = time.time_ns(), time.monotonic()
@@ -240,10 +248,7 @@ class _UdpTracer:
         return p.port
 
     def send(self, p):
-        if self.family == 4:
-            self.udp.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, p.ttl)
-        else:
-            self.udp.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, p.ttl)
+        _set_ttl(self.udp, self.family, p.ttl)
         _send(self.udp, self.payload, sockaddr(self.family, self.addr, p.port), p)
 
     def receive(self):
@@ -353,10 +358,7 @@ class _IcmpTracer:
         return p.seq
 
     def send(self, p):
-        if self.family == 4:
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, p.ttl)
-        else:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, p.ttl)
+        _set_ttl(self.sock, self.family, p.ttl)
         payload = (self.cookie + b"ProbeOps-traceroute-probe-data--")[:DATA_LEN]
         pkt = echo_request(self.family, self.ident, p.seq, payload)
         _send(self.sock, pkt, sockaddr(self.family, self.addr), p)
