@@ -1,9 +1,10 @@
 """The one place every failure becomes the contract's JSON error body.
 
-``{"error": "<HTTP reason phrase>", "message": "<what to fix>"}`` — for errors raised by
-views (ApiError), by Flask/Werkzeug (404, 405, 413, ...), by validation (400 naming the
-field), by the rate limiter (429 + Retry-After) and for anything unexpected (a logged
-500 with a request id; exception text never reaches the client).
+``{"error": "<HTTP reason phrase>", "message": "<what to fix>", "code": "<stable code>"}`` and,
+for a 400 from validation, ``"fields": {"<field>": ["<message>", ...]}`` — for errors raised by
+views and services (ApiError), by Flask/Werkzeug (404, 405, 413, ...), by validation, by the
+rate limiter (429 + Retry-After) and for anything unexpected (a logged 500 with a request id;
+exception text never reaches the client).
 """
 import logging
 from http import HTTPStatus
@@ -23,42 +24,90 @@ DEFAULT_MESSAGES = {
     500: "An internal error occurred",
 }
 
+# The contract's machine-readable codes (shared/API.md, "Errors, machine-readable"): the code an
+# error gets when whoever raised it did not name a more precise one.
+DEFAULT_CODES = {
+    400: "validation_error",
+    401: "authentication_required",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    414: "bad_request",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    431: "bad_request",
+    500: "internal_error",
+    501: "bad_request",
+    503: "service_unavailable",
+}
+
+
+def default_code(status):
+    """The code for ``status`` when nothing more precise is known."""
+    if status in DEFAULT_CODES:
+        return DEFAULT_CODES[status]
+    return "internal_error" if status >= 500 else "bad_request"
+
 
 class ApiError(Exception):
-    """An error with an HTTP status, a message for the caller and optional headers."""
+    """An error with an HTTP status, a message for the caller, a contract ``code``, optional
+    ``fields`` (validation) and optional headers."""
 
-    def __init__(self, status, message, headers=None):
+    def __init__(self, status, message, headers=None, code=None, fields=None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.code = code or default_code(status)
+        self.fields = fields
 
 
-def error_response(status, message, headers=None):
+def error_body(status, message, code=None, fields=None):
+    """The contract's error body as a dict (also used outside Flask, e.g. by the server layer)."""
+    body = {"error": HTTPStatus(status).phrase, "message": message, "code": code or default_code(status)}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def error_response(status, message, headers=None, code=None, fields=None):
     """Build the JSON error response for ``status``."""
-    response = jsonify(error=HTTPStatus(status).phrase, message=message)
+    response = jsonify(error_body(status, message, code, fields))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
 
 
-def _flatten(messages, prefix=""):
-    """Turn marshmallow's nested ``{"json": {"host": ["..."]}}`` into ``["host: ...", ...]``."""
+def _field_messages(messages, prefix="", out=None):
+    """Turn marshmallow's nested ``{"json": {"host": ["..."]}}`` into ``{"host": ["..."]}``."""
+    out = {} if out is None else out
     if isinstance(messages, dict):
-        out = []
         for key, value in messages.items():
             name = prefix if key in ("json", "query", "_schema") else (f"{prefix}.{key}" if prefix else str(key))
-            out.extend(_flatten(value, name))
-        return out
-    if isinstance(messages, list | tuple):
-        return [item for value in messages for item in _flatten(value, prefix)]
-    text = str(messages).rstrip(".")
-    return [f"{prefix}: {text}" if prefix else text]
+            _field_messages(value, name, out)
+    elif isinstance(messages, list | tuple):
+        for value in messages:
+            _field_messages(value, prefix, out)
+    else:
+        out.setdefault(prefix or "_body", []).append(str(messages).rstrip("."))
+    return out
+
+
+def validation_error(messages):
+    """The 400 for webargs/marshmallow messages: a sentence naming every field, plus ``fields``."""
+    fields = _field_messages(messages)
+    if list(fields) == ["_body"] and any("json" in text.lower() for text in fields["_body"]):
+        return ApiError(400, "The body is not valid JSON: send a JSON object", code="invalid_json")
+    summary = "; ".join(f"{name}: {text}" if name != "_body" else text
+                        for name, texts in fields.items() for text in texts)
+    return ApiError(400, "Invalid input: " + summary, fields=fields)
 
 
 def handle_api_error(exc):
-    return error_response(exc.status, exc.message, exc.headers)
+    return error_response(exc.status, exc.message, exc.headers, exc.code, exc.fields)
 
 
 def handle_rate_limit(exc):
@@ -66,14 +115,14 @@ def handle_rate_limit(exc):
 
     retry = retry_after_seconds()
     message = f"Rate limit exceeded ({exc.description}); retry in {retry} seconds"
-    return error_response(429, message, {"Retry-After": str(retry)})
+    return error_response(429, message, {"Retry-After": str(retry)}, code="rate_limited")
 
 
 def handle_http_exception(exc):
     status = exc.code or 500
     messages = (getattr(exc, "data", None) or {}).get("messages")
     if messages:  # webargs validation failure: name the fields
-        return error_response(400, "Invalid input: " + "; ".join(_flatten(messages)))
+        return handle_api_error(validation_error(messages))
     message = DEFAULT_MESSAGES.get(status) or exc.description or HTTPStatus(status).phrase
     headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
     return error_response(status, message, headers)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import current_app, g, request
 
 from app.auth import api_keys
-from app.auth.tokens import TokenInvalid, decode_token
+from app.auth.tokens import TokenExpired, TokenInvalid, decode_token
 from app.db.models import ApiKey, User
 from app.extensions import db
 from app.utils.clock import utcnow
@@ -71,27 +71,30 @@ def _caller(row):
 def _user_from_jwt(conn, token):
     try:
         user_id, version = decode_token(token, current_app.config["JWT_SECRET_KEY"])
+    except TokenExpired:
+        return None, ("token_expired", "The token has expired: log in again")
     except TokenInvalid:
-        return None, "Invalid or expired token"
+        return None, ("invalid_credentials", "Invalid token")
     row = conn.execute(USER_BY_ID, {"user_id": user_id}).first()
     if row is None or row.token_version != version:
-        return None, "Token has been revoked"
+        return None, ("token_revoked", "The token has been revoked: log in again")
     if not row.is_active:
-        return None, "Account is deactivated"
+        return None, ("account_disabled", "This account is deactivated")
     return _caller(row), None
+
+
+# A wrong, revoked or deactivated account's key all get this same answer: the caller learns
+# nothing about which keys exist or whose account was disabled.
+BAD_KEY = ("invalid_credentials", "Invalid API key")
 
 
 def _user_from_api_key(conn, value):
     if not api_keys.looks_like_key(value):
-        return None, None, "Invalid API key"
+        return None, None, BAD_KEY
     digest = api_keys.hash_key(value)
     row = conn.execute(USER_BY_KEY_HASH, {"digest": digest}).first()
-    if row is None or not hmac.compare_digest(row.key_hash, digest):
-        return None, None, "Invalid API key"
-    if not row.key_active:
-        return None, None, "API key is deactivated"
-    if not row.is_active:
-        return None, None, "Account is deactivated"
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or not row.key_active or not row.is_active:
+        return None, None, BAD_KEY
     _touch(conn, row.key_id, row.last_used_at)
     return _caller(row), row.key_id, None
 
@@ -110,14 +113,15 @@ def _touch(conn, key_id, last_used_at):
 
 
 def identify_request():
-    """``before_request``: set ``g.current_user``, ``g.api_key_id``, ``g.auth_method``, ``g.auth_error``."""
+    """``before_request``: set ``g.current_user``, ``g.api_key_id``, ``g.auth_method``, and
+    ``g.auth_error`` as ``(code, message)`` when the credential is bad."""
     g.current_user = g.api_key_id = g.auth_error = None
     method, value = _credentials()
     g.auth_method = method
     if method is None:
         return
     if method == "invalid":
-        g.auth_error = "Authorization header must be 'Bearer <token>'"
+        g.auth_error = ("invalid_credentials", "Authorization header must be 'Bearer <token>'")
         return
     with db.engines["autocommit"].connect() as conn:
         if method == "jwt":

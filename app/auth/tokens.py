@@ -10,6 +10,10 @@ class TokenInvalid(Exception):
     """The token is malformed, tampered with, expired or uses another algorithm."""
 
 
+class TokenExpired(TokenInvalid):
+    """The token was valid but its ``exp`` has passed."""
+
+
 def issue_token(user, secret, expires_minutes, now):
     """Return a signed JWT for ``user`` valid for ``expires_minutes``."""
     claims = {
@@ -27,5 +31,7 @@ def decode_token(token, secret):
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
                             options={"require": ["sub", "iat", "exp", "ver"]})
         return int(claims["sub"]), int(claims["ver"])
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired(str(exc)) from exc
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise TokenInvalid(str(exc)) from exc

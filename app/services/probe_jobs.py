@@ -33,7 +33,7 @@ class _WorkerSlot:
         with _slots_lock:
             if _slots["running"] >= limit:
                 raise ApiError(503, "The server is running as many probes as it can; retry shortly",
-                               {"Retry-After": "5"})
+                               {"Retry-After": "5"}, code="server_busy")
             _slots["running"] += 1
         return self
 
@@ -49,7 +49,8 @@ def _quota_error(usage):
     headers = {**usage.headers(), "Retry-After": str(retry)}
     reset = datetime.fromtimestamp(usage.reset, UTC).isoformat()
     label = "Daily" if period == "day" else "Monthly"
-    return ApiError(429, f"{label} probe quota of {limit} reached; it resets at {reset}", headers)
+    return ApiError(429, f"{label} probe quota of {limit} reached; it resets at {reset}", headers,
+                    code="quota_exceeded")
 
 
 def reserve_job(user, probe_type, target, parameters, address=None):
@@ -90,7 +91,7 @@ def _check_concurrency(user, now):
     if running >= cap:
         raise ApiError(429, f"You already have {running} probes running, the most your "
                             f"{user.subscription_tier} tier allows at once; retry when one finishes",
-                       {"Retry-After": "1"})
+                       {"Retry-After": "1"}, code="concurrency_limit")
 
 
 def _storable(value):

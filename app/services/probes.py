@@ -43,7 +43,7 @@ def guard(host, field="host"):
     except targets.TargetError as exc:
         raise ApiError(400, f"{field}: {exc}") from exc
     except targets.TargetRefused as exc:
-        raise ApiError(403, f"{field}: {exc}") from exc
+        raise ApiError(403, f"{field}: {exc}", code="target_refused") from exc
 
 
 def address_guard(host):
@@ -106,7 +106,7 @@ def _check_address(address, field):
     try:
         targets.check_address(address, allowed_networks())
     except targets.TargetRefused as exc:
-        raise ApiError(403, f"{field}: {exc}") from exc
+        raise ApiError(403, f"{field}: {exc}", code="target_refused") from exc
 
 
 def _checked_nameserver(text):

@@ -47,9 +47,9 @@ def login(password, email=None, username=None):
     db.session.commit()
     rounds = current_app.config["BCRYPT_ROUNDS"]
     if not check_password(password, user.password_hash if user else dummy_hash(rounds)) or user is None:
-        raise ApiError(401, "Invalid email/username or password")
+        raise ApiError(401, "Invalid email/username or password", code="invalid_credentials")
     if not user.is_active:
-        raise ApiError(403, "This account is deactivated")
+        raise ApiError(403, "This account is deactivated", code="account_disabled")
     token = issue_token(user, current_app.config["JWT_SECRET_KEY"],
                         current_app.config["JWT_EXPIRES_MINUTES"], utcnow())
     return user, token

@@ -104,7 +104,8 @@ def test_token_from_login_reads_me(client, user):
 def test_me_needs_auth(client):
     response = client.get("/api/users/me")
     assert response.status_code == 401
-    assert response.get_json() == {"error": "Unauthorized", "message": "Authentication required"}
+    assert response.get_json() == {"error": "Unauthorized", "message": "Authentication required",
+                                   "code": "authentication_required"}
 
 
 def test_login_rate_limit_is_tighter(app, client, user):
