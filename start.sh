@@ -4,7 +4,7 @@
 #   ./start.sh            # embedded default: SQLite in ./instance, generated dev secret
 #
 # Steps: Python environment -> wait for the database -> migrations -> admin from ADMIN_* ->
-# stale jobs marked failed -> exec Gunicorn (gthread workers, CPU-scaled). docs/START_SCRIPT.md
+# stale jobs marked failed -> exec Gunicorn (buffered gthread workers, CPU-scaled). docs/START_SCRIPT.md
 # explains every variable and why the worker model is what it is.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,7 +63,9 @@ flask ensure-admin
 flask mark-stale-jobs
 
 # 4. Workers. gthread: each worker serves THREADS requests at once, so slow probes
-#    (seconds of waiting on sockets) don't block fast requests.
+#    (seconds of waiting on sockets) don't block fast requests. Our subclass of it
+#    (app.server.worker.BufferedThreadWorker, docs/server.md) reads each request whole, with
+#    deadlines, before a thread sees it: slow or idle clients cost no thread.
 CORES=$(nproc 2>/dev/null || echo 1)
 WORKERS=${WORKERS:-$((2 * CORES + 1))}
 THREADS=${THREADS:-32}
@@ -81,13 +83,15 @@ if [[ "$STORAGE" == memory://* ]] && [ "$WORKERS" -gt 1 ]; then
   fi
 fi
 
-log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
+log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (buffered gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
 exec gunicorn \
   --config python:app.gunicorn_hooks \
   --preload \
-  --worker-class gthread \
+  --worker-class app.server.worker.BufferedThreadWorker \
   --workers "$WORKERS" \
   --threads "$THREADS" \
+  --worker-connections "${WORKER_CONNECTIONS:-1000}" \
+  --no-control-socket \
   --bind "${BIND_ADDRESS:-0.0.0.0}:${API_PORT:-5000}" \
   --timeout "${WORKER_TIMEOUT:-120}" \
   --graceful-timeout "${GRACEFUL_TIMEOUT:-30}" \
