@@ -99,6 +99,12 @@ class Config:
     # Reverse proxies in front of the API whose X-Forwarded-* headers are trusted (0: none).
     TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 64 * 1024)
+    # Server layer (app/server, docs/server.md): time allowed for a request's head and for its body,
+    # bound on a thread's blocking socket I/O, largest request head.
+    SERVER_HEADER_TIMEOUT = _float("SERVER_HEADER_TIMEOUT", 10.0)
+    SERVER_BODY_TIMEOUT = _float("SERVER_BODY_TIMEOUT", 30.0)
+    SERVER_IO_TIMEOUT = _float("SERVER_IO_TIMEOUT", 30.0)
+    SERVER_MAX_HEADER_BYTES = _int("SERVER_MAX_HEADER_BYTES", 64 * 1024)
 
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
     RATELIMIT_DEFAULT = _env("RATELIMIT_DEFAULT", "50 per hour")
