@@ -2,6 +2,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from app.extensions import limiter
+from app.lifecycle import is_shutting_down
 from app.services.status import readiness
 from app.utils.clock import utcnow
 
@@ -39,6 +40,12 @@ def health():
 @limiter.exempt
 def ready():
     """Readiness: the database and the rate-limit storage answer (503 naming what fails)."""
+    if is_shutting_down():  # SIGTERM: a balancer must move on while in-flight requests finish
+        response = jsonify(error="Service Unavailable", message="Not ready: shutting down",
+                           code="service_unavailable", status="shutting_down")
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return response
     ok, checks = readiness()
     if ok:
         return jsonify(status="ok", checks=checks)
