@@ -119,6 +119,19 @@ class BufferedThreadWorker(ThreadWorker):
         max_head = int(settings["SERVER_MAX_HEADER_BYTES"])
         self.limits = Limits(max_head=max_head, max_request_line=self.cfg.limit_request_line or max_head,
                              max_body=int(settings["MAX_CONTENT_LENGTH"]))
+        self.wsgi = self.closing_when_draining(self.wsgi)
+
+    def closing_when_draining(self, app):
+        """The app, whose answers say ``Connection: close`` once SIGTERM came, even for requests that
+        began before it (the connection will not take another request)."""
+        def wsgi(environ, start_response):
+            def start(status, headers, exc_info=None):
+                response = getattr(start_response, "__self__", None)  # Gunicorn's Response
+                if self.refusing and response is not None:
+                    response.force_close()
+                return start_response(status, headers, exc_info)
+            return app(environ, start)
+        return wsgi
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -256,7 +269,7 @@ class BufferedThreadWorker(ThreadWorker):
                     conn.sent_continue = True
             conn.need = result.need
         elif isinstance(result, Refused):
-            self.log.warning("Refused request from ip=%s: %s", conn.client[0] if conn.client else "-", result.message)
+            self.log.warning("Refused request from ip=%s: %s", peer(conn), result.message)
             self.answer_and_close(conn, result.status, result.message, result.code)
         elif isinstance(result, Complete):
             self.unwatch(conn)
