@@ -56,7 +56,8 @@ while True:
 PY
 fi
 
-# 3. Schema, admin, leftovers of a crash. Migrations are the only way the schema changes.
+# 3. Schema, admin, leftovers of a crash (only jobs past their deadline: another live instance
+#    may be running the others). Migrations are the only way the schema changes.
 log "applying migrations"
 flask db upgrade
 flask ensure-admin

@@ -40,8 +40,8 @@ def ensure_admin_from_env():
 
 @click.command("mark-stale-jobs")
 def mark_stale_jobs():
-    """Mark jobs a crash left 'running' as failed (start.sh runs this before Gunicorn)."""
-    click.echo(f"{probe_jobs.mark_stale_jobs()} stale running job(s) marked failed")
+    """End running jobs past their deadline as failed (start.sh; jobs of live instances are left alone)."""
+    click.echo(f"{probe_jobs.mark_stale_jobs()} stale running job(s) past their deadline marked failed")
 
 
 def init_app(app):

@@ -132,8 +132,13 @@ class Config:
     DNS_TIMEOUT = _float("DNS_TIMEOUT", 5.0)
     WHOIS_TIMEOUT = _float("WHOIS_TIMEOUT", 15.0)
     WHOIS_MAX_BYTES = _int("WHOIS_MAX_BYTES", 1_000_000)
-    # A running job older than this is a leftover of a crash, not a probe in flight.
-    PROBE_STALE_SECONDS = _int("PROBE_STALE_SECONDS", 300)
+    # Every job's deadline is its probe's bound (from the settings above) plus this margin; a
+    # running job past its deadline is ended as failed by the sweep of a running server.
+    PROBE_DEADLINE_MARGIN_SECONDS = _float("PROBE_DEADLINE_MARGIN_SECONDS", 15.0)
+    JOB_SWEEP_SECONDS = _float("JOB_SWEEP_SECONDS", 5.0)  # 0: no sweep in this process
+    # How long a caller waits for a finished probe's result to be stored while the database is
+    # away; past that it gets 503 and the worker keeps the result and stores it later.
+    PROBE_RESULT_WAIT_SECONDS = _float("PROBE_RESULT_WAIT_SECONDS", 3.0)
 
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_EMAIL = _env("ADMIN_EMAIL")
@@ -164,6 +169,7 @@ class TestingConfig(Config):
     RATELIMIT_DEFAULT = "100000 per hour"
     RATELIMIT_AUTH = "100000 per hour"
     JWT_SECRET_KEY = "testing-secret-testing-secret-testing-secret-0123"
+    JOB_SWEEP_SECONDS = 0.0  # one app per test: tests that need the sweep call it or set this
 
 
 class ProductionConfig(Config):

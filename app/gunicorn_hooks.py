@@ -12,10 +12,13 @@ it sees a new process id.
 
 
 def post_fork(server, worker):
-    """Give the new worker its own database connection pools."""
+    """Give the new worker its own database connection pools, and start its job sweep."""
     import main
     from app.extensions import db
+    from app.services import job_sweeper
 
     with main.app.app_context():
         for engine in db.engines.values():
             engine.dispose(close=False)
+    # Also in a worker that never runs a probe (e.g. one restarted after a kill): overdue jobs end.
+    job_sweeper.ensure_started(main.app)

@@ -91,11 +91,17 @@ class ProbeJob(db.Model):
     data: Mapped[dict] = mapped_column(sa.JSON, nullable=True)
     created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    # When a running job is overdue and gets ended as failed (its probe's bound plus a margin).
+    # NULL only on rows that had already ended before migration 0003.
+    deadline_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         # History (newest first) and quota counts (since midnight / the 1st) both walk this.
         sa.Index("ix_probe_jobs_user_id_created_at", "user_id", "created_at"),
         sa.Index("ix_probe_jobs_status_running", "status",
+                 postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'")),
+        # The per-user running cap counts only a user's running, not overdue, jobs.
+        sa.Index("ix_probe_jobs_running_user_deadline", "user_id", "deadline_at",
                  postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'")),
     )
 

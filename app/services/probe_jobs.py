@@ -1,21 +1,26 @@
 """The life of a ProbeJob: reserve (quota + concurrency, atomically), run, complete.
 
-The row is committed as ``running`` before the probe starts and completed after, so a
-crash loses nothing; ``mark_stale_jobs`` (run by start.sh before the workers start) marks
-the rows a crash left running as failed.
+The row is committed as ``running``, with its deadline, before the probe starts and completed
+after. A result the database cannot take right now is kept by the worker and stored when the
+database is back (``job_sweeper``); a job nobody completes (a killed worker) is ended as failed
+once its deadline passes, by the sweep of any running worker.
 """
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db.models import ProbeJob, User
 from app.errors import ApiError
 from app.extensions import db
 from app.probes.results import ProbeResult
+from app.services import job_store, job_sweeper
+from app.services.job_deadlines import job_deadline
 from app.services.quotas import usage_for
 from app.utils.clock import utcnow
 
@@ -68,14 +73,20 @@ def reserve_job(user, probe_type, target, parameters, address=None):
         if usage.exhausted:
             raise _quota_error(usage)
         _check_concurrency(user, now)
+        deadline = job_deadline(probe_type, parameters, current_app.config, now)
         job = ProbeJob(user_id=user.id, probe_type=probe_type, target=target, address=address,
                        parameters=json.dumps(parameters, separators=(",", ":"), sort_keys=True),
-                       status="running", created_at=now)
+                       status="running", created_at=now, deadline_at=deadline)
         session.add(job)
+        session.flush()
+        job_id = job.id
         session.commit()
     except BaseException:
         session.rollback()
         raise
+    # Known without asking the database again: completing the job must not need it.
+    set_committed_value(job, "id", job_id)
+    set_committed_value(job, "deadline_at", deadline)
     usage.day_used += 1
     usage.month_used += 1
     return job, usage
@@ -83,10 +94,10 @@ def reserve_job(user, probe_type, target, parameters, address=None):
 
 def _check_concurrency(user, now):
     cap = current_app.config["TIER_CONCURRENT_PROBES"].get(user.subscription_tier, 1)
-    fresh = now - timedelta(seconds=current_app.config["PROBE_STALE_SECONDS"])
+    # Overdue rows are not probes in flight (a killed worker's, not yet swept): they don't count.
     running = db.session.scalar(
         sa.select(sa.func.count()).select_from(ProbeJob)
-        .where(ProbeJob.user_id == user.id, ProbeJob.status == "running", ProbeJob.created_at >= fresh)
+        .where(ProbeJob.user_id == user.id, ProbeJob.status == "running", ProbeJob.deadline_at > now)
     )
     if running >= cap:
         raise ApiError(429, f"You already have {running} probes running, the most your "
@@ -105,26 +116,49 @@ def _storable(value):
     return value
 
 
-def complete_job(job, result):
-    """Store the probe's outcome on the job and commit.
+def _completion(result):
+    return {"status": "completed" if result.success else "failed", "success": result.success,
+            "result": _storable(result.text), "data": _storable(result.data), "completed_at": utcnow()}
 
-    If that fails, the job is still closed (as failed), so no row stays ``running``.
+
+def complete_job(job, result):
+    """Store the probe's outcome on the job, retrying for a short while if the database is away.
+
+    If it is still away after ``PROBE_RESULT_WAIT_SECONDS`` (or the deadline), this worker keeps
+    the outcome and stores it when the database is back, and the caller gets 503 with
+    Retry-After. A write that fails for any other reason still closes the job (as failed).
     """
-    job.status = "completed" if result.success else "failed"
-    job.success = result.success
-    job.result = _storable(result.text)
-    job.data = _storable(result.data)
-    job.completed_at = utcnow()
-    try:
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.exception("could not store the result of job %s", job.id)
-        db.session.execute(sa.update(ProbeJob).where(ProbeJob.id == job.id).values(
-            status="failed", success=False, completed_at=utcnow(),
-            result="The probe ran but its result could not be stored"))
-        db.session.commit()
-        raise
+    job_id, deadline = job.id, job.deadline_at
+    values = _completion(result)
+    config = current_app.config
+    wait = min(config["PROBE_RESULT_WAIT_SECONDS"], (deadline - utcnow()).total_seconds())
+    give_up = time.monotonic() + wait
+    pause = 0.05
+    while True:
+        try:
+            job_store.store_completion(job_id, values)
+            break
+        except Exception as error:
+            if not job_store.is_transient(error):
+                _store_as_failed(job_id, error)
+                raise
+            if time.monotonic() + pause >= give_up:
+                job_sweeper.keep_result(current_app._get_current_object(), job_id, values, deadline)
+                retry = max(1, int(config["PROBE_RESULT_WAIT_SECONDS"]))
+                raise ApiError(503, f"The probe finished but the database is unavailable; its result is kept and "
+                                    f"will be stored in job {job_id} when the database is back "
+                                    f"(GET /api/probes/history/{job_id})",
+                               {"Retry-After": str(retry)}, code="service_unavailable") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+    for name, value in values.items():
+        set_committed_value(job, name, value)
+
+
+def _store_as_failed(job_id, error):
+    log.error("could not store the result of job %s (%s)", job_id, type(error).__name__)
+    job_store.store_completion(job_id, {"status": "failed", "success": False, "completed_at": utcnow(),
+                                        "result": "The probe ran but its result could not be stored"})
 
 
 def run_probe(user, probe_type, target, parameters, engine, address=None):
@@ -132,6 +166,7 @@ def run_probe(user, probe_type, target, parameters, engine, address=None):
 
     A crash inside the engine stores the job as failed before the 500 goes out.
     """
+    job_sweeper.ensure_started(current_app._get_current_object())
     with _WorkerSlot():
         job, usage = reserve_job(user, probe_type, target, parameters, address)
         try:
@@ -145,11 +180,5 @@ def run_probe(user, probe_type, target, parameters, engine, address=None):
 
 
 def mark_stale_jobs():
-    """Mark every job still ``running`` as failed (call only when no worker is running)."""
-    count = db.session.execute(
-        sa.update(ProbeJob).where(ProbeJob.status == "running").values(
-            status="failed", success=False, completed_at=utcnow(),
-            result="The server stopped before this probe finished")
-    ).rowcount
-    db.session.commit()
-    return count
+    """End running jobs past their deadline as failed (start.sh; safe while other instances run)."""
+    return job_store.end_overdue_jobs(utcnow())

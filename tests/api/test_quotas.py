@@ -23,10 +23,13 @@ def ping(client, headers):
 
 
 def add_jobs(user, n, created_at=None):
+    from app.extensions import db
+
     for _ in range(n):
         job, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
         if created_at is not None:
             job.created_at = created_at
+            db.session.commit()
         complete_job(job, ProbeResult(True, "ok", {}))
 
 
@@ -134,20 +137,88 @@ def test_concurrent_probe_cap_per_user(app, user, auth_headers):
     assert "running" in refused["message"]
 
 
-def test_crashed_running_jobs_are_marked_failed(app, user, db_session):
-    job, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+def test_mark_stale_jobs_ends_only_jobs_past_their_deadline(app, user, db_session):
+    overdue, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    overdue.deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    in_flight, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})  # another live instance's probe
     result = app.test_cli_runner().invoke(args=["mark-stale-jobs"])
     assert "1 stale" in result.output
-    db_session.refresh(job)
-    assert (job.status, job.success) == ("failed", False) and job.completed_at is not None
+    db_session.expire_all()
+    ended, running = db_session.get(ProbeJob, overdue.id), db_session.get(ProbeJob, in_flight.id)
+    assert (ended.status, ended.success) == ("failed", False) and ended.completed_at is not None
+    assert ended.result == "The probe did not finish within its deadline"
+    assert running.status == "running" and running.completed_at is None
 
 
-def test_stale_running_rows_do_not_block_the_concurrency_cap(app, client, user, auth_headers, db_session):
+def test_overdue_running_rows_do_not_block_the_concurrency_cap(app, client, user, auth_headers, db_session):
     for _ in range(2):
         job, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
-        job.created_at = utcnow() - timedelta(hours=1)
+        job.deadline_at = utcnow() - timedelta(seconds=1)
     db_session.commit()
     assert ping(client, auth_headers(user)).status_code == 200
+
+
+def test_running_rows_within_their_deadline_count_however_old(app, client, user, auth_headers, db_session):
+    # A long probe started long ago but not yet due still holds its slot (the old 300 s cut-off did not).
+    for _ in range(2):
+        job, _ = reserve_job(user, "traceroute", "127.0.0.1", {"max_hops": 30})
+        job.created_at = utcnow() - timedelta(hours=1)
+    db_session.commit()
+    response = ping(client, auth_headers(user))
+    assert response.status_code == 429 and response.get_json()["code"] == "concurrency_limit"
+
+
+@pytest.mark.parametrize("app_overrides", [{"PING_INTERVAL": 0.5, "PING_TIMEOUT": 2.0, "DNS_TIMEOUT": 3.0,
+                                            "TRACEROUTE_TOTAL_TIMEOUT": 40.0, "WHOIS_TIMEOUT": 10.0,
+                                            "PROBE_DEADLINE_MARGIN_SECONDS": 7.0}])
+def test_each_job_gets_its_probes_bound_plus_the_margin_as_deadline(app, user, db_session):
+    from app.services.job_deadlines import probe_bound_seconds
+
+    assert probe_bound_seconds("ping", {"count": 6}, app.config) == 6 * 0.5 + 2.0
+    assert probe_bound_seconds("traceroute", {"max_hops": 30}, app.config) == 40.0
+    assert probe_bound_seconds("dns", {"record_type": "A"}, app.config) == 2 * 3.0  # UDP then TCP
+    assert probe_bound_seconds("whois", {}, app.config) >= 10.0
+    job, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 6})
+    db_session.expire_all()
+    stored = db_session.get(ProbeJob, job.id)
+    assert (stored.deadline_at - stored.created_at).total_seconds() == pytest.approx(5.0 + 7.0, abs=0.001)
+
+
+def test_the_sweep_ends_overdue_jobs_and_leaves_the_others(app, make_user, db_session):
+    from app.services.job_store import end_overdue_jobs
+
+    user = make_user("sweepme", tier="Enterprise")
+
+    overdue, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    in_flight, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    finished, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    complete_job(finished, ProbeResult(True, "ok", {}))
+    for job in (overdue, finished):
+        job.deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    assert end_overdue_jobs(utcnow()) == 1
+    assert end_overdue_jobs(utcnow()) == 0
+    db_session.expire_all()
+    assert db_session.get(ProbeJob, overdue.id).status == "failed"
+    assert db_session.get(ProbeJob, in_flight.id).status == "running"
+    assert db_session.get(ProbeJob, finished.id).status == "completed"
+
+
+@pytest.mark.parametrize("app_overrides", [{"JOB_SWEEP_SECONDS": 0.2}])
+def test_a_running_server_sweeps_by_itself(app, client, user, auth_headers, db_session):
+    import time
+
+    stuck, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    stuck.deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    assert ping(client, auth_headers(user)).status_code == 200  # the first probe starts the sweep
+    for _ in range(50):
+        db_session.expire_all()
+        if db_session.get(ProbeJob, stuck.id).status != "running":
+            break
+        time.sleep(0.1)
+    assert db_session.get(ProbeJob, stuck.id).status == "failed"
 
 
 def test_history_pages_newest_first_and_only_own_jobs(client, user, make_user, auth_headers, db_session):

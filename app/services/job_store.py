@@ -1,0 +1,45 @@
+"""The two writes that end a probe job, each one short transaction of its own.
+
+They run on a connection of their own (not the request's session), so the background writer
+and the sweep can call them in any thread, and a failed attempt leaves nothing to roll back.
+"""
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from app.db.models import ProbeJob
+from app.extensions import db
+
+OVERDUE_MESSAGE = "The probe did not finish within its deadline"
+
+_jobs = ProbeJob.__table__
+
+
+def is_transient(error):
+    """True for a database that is away, stopped, locked or read-only: worth writing again later."""
+    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
+                  | sa_exc.DisconnectionError):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+
+
+def store_completion(job_id, values):
+    """Write a finished probe's outcome on its row if the row is still running; True if written."""
+    with db.engine.begin() as conn:
+        written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _jobs.c.status == "running")
+                               .values(**values)).rowcount
+    return written == 1
+
+
+def end_overdue_jobs(now):
+    """End every running job whose deadline has passed as failed; returns how many.
+
+    A read first, so that a sweep that finds nothing (nearly always) takes no write lock.
+    """
+    overdue = sa.and_(_jobs.c.status == "running", _jobs.c.deadline_at < now)
+    with db.engine.connect() as conn:
+        found = conn.execute(sa.select(_jobs.c.id).where(overdue).limit(1)).first()
+    if found is None:
+        return 0
+    with db.engine.begin() as conn:
+        return conn.execute(sa.update(_jobs).where(overdue).values(
+            status="failed", success=False, completed_at=now, result=OVERDUE_MESSAGE)).rowcount
