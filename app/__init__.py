@@ -3,11 +3,21 @@ import logging
 import os
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as settings
 from app import errors, hooks
+from app.db import faults
+from app.db.engine import engine_options, instrument
 from app.extensions import cors, db, limiter, migrate, openapi
+from app.json_input import ApiRequest, JSONProvider
+from app.proxies import TrustedProxies, check_public_base_url, parse_trusted_proxies
+
+
+class ProbeOpsFlask(Flask):
+    """Flask whose request bodies are read by the bounded JSON parser (app.json_input)."""
+
+    request_class = ApiRequest
+    json_provider_class = JSONProvider
 
 
 def create_app(overrides=None):
@@ -16,7 +26,7 @@ def create_app(overrides=None):
     env = overrides.get("APP_ENV") or os.environ.get("APP_ENV", "development")
     if env not in settings.CONFIGS:
         raise settings.ConfigError(f"APP_ENV must be one of {', '.join(settings.CONFIGS)}, not {env!r}")
-    app = Flask(__name__, instance_path=os.environ.get("PROBEOPS_INSTANCE_PATH") or None)
+    app = ProbeOpsFlask(__name__, instance_path=os.environ.get("PROBEOPS_INSTANCE_PATH") or None)
     app.config.from_object(settings.CONFIGS[env])
     app.config.update(overrides)
     configure(app)
@@ -49,20 +59,13 @@ def configure(app):
     app.config["SQLALCHEMY_BINDS"] = {"autocommit": {
         "url": app.config["SQLALCHEMY_DATABASE_URI"], **auth_options, "isolation_level": "AUTOCOMMIT"}}
     app.config["RATELIMIT_HEADERS_ENABLED"] = False  # the contract's X-RateLimit-* are the quota's
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", faults.storage_options(app.config))
     app.json.sort_keys = False
-    proxies = app.config["TRUSTED_PROXIES"]
-    if proxies:  # only behind a proxy: otherwise X-Forwarded-For would let clients pick their IP
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+    app.config["PUBLIC_BASE_URL"] = check_public_base_url(app.config["PUBLIC_BASE_URL"])
+    proxies = parse_trusted_proxies(app.config["TRUSTED_PROXIES"])
+    if proxies:  # only from these peers: anyone else could pick their IP with X-Forwarded-For
+        app.wsgi_app = TrustedProxies(app.wsgi_app, proxies)
     logging.getLogger("probeops").setLevel(logging.INFO)
-
-
-def engine_options(config):
-    """Connection pool settings: pre-ping for PostgreSQL, WAL and a busy timeout for SQLite."""
-    uri = config["SQLALCHEMY_DATABASE_URI"]
-    if uri.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": config["DB_POOL_PRE_PING"], "pool_size": config["DB_POOL_SIZE"],
-            "max_overflow": config["DB_MAX_OVERFLOW"], "pool_recycle": 1800}
 
 
 def register_extensions(app):
@@ -77,12 +80,13 @@ def register_extensions(app):
                   methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                   allow_headers=settings.DEFAULT_CORS_HEADERS, expose_headers=settings.EXPOSED_HEADERS,
                   supports_credentials=app.config["CORS_ALLOW_CREDENTIALS"], max_age=3600,
-                  send_wildcard="*" in app.config["CORS_ORIGINS"] and not app.config["CORS_ALLOW_CREDENTIALS"])
+                  send_wildcard=hooks.cors_sends_wildcard(app.config), vary_header=False)  # hooks add Vary
     hooks.init_app(app)
     limiter.init_app(app)
+    hooks.init_after_limiter(app)
     with app.app_context():
         for engine in db.engines.values():
-            hooks.init_sqlite_pragmas(engine)
+            instrument(engine, app.config)
 
 
 def register_blueprints(app):

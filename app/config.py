@@ -8,12 +8,12 @@ import os
 
 DEFAULT_CORS_HEADERS = [
     "Content-Type", "Authorization", "X-API-Key", "X-Requested-With", "Accept", "Origin",
-    "Access-Control-Request-Method", "Access-Control-Request-Headers", "ApiKey", "Api-Key",
+    "Access-Control-Request-Method", "Access-Control-Request-Headers", "ApiKey", "Api-Key", "X-Request-ID",
 ]
 EXPOSED_HEADERS = [
     "Content-Type", "Authorization", "X-API-Key", "Retry-After", "X-Request-ID",
     "X-RateLimit-Limit-Day", "X-RateLimit-Remaining-Day", "X-RateLimit-Limit-Month",
-    "X-RateLimit-Remaining-Month", "X-RateLimit-Reset",
+    "X-RateLimit-Remaining-Month", "X-RateLimit-Reset", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
 ]
 # Secrets that appear in templates, docs or common examples; production refuses them.
 KNOWN_WEAK_SECRETS = {
@@ -96,8 +96,12 @@ class Config:
     PASSWORD_MAX_LENGTH = 128
     API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
 
-    # Reverse proxies in front of the API whose X-Forwarded-* headers are trusted (0: none).
-    TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
+    # Addresses/CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are believed (empty: none).
+    TRUSTED_PROXIES = _env("TRUSTED_PROXIES", "")
+    # The API's public URL for links in answers (history pagination); empty: links are relative.
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "")
+    # Strict-Transport-Security max-age, sent in production only (0: not sent).
+    HSTS_MAX_AGE = _int("HSTS_MAX_AGE", 31536000)
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 64 * 1024)
     # Server layer (app/server, docs/server.md): time allowed for a request's head and for its body,
     # bound on a thread's blocking socket I/O, largest request head.

@@ -113,6 +113,7 @@ def handle_api_error(exc):
 def handle_rate_limit(exc):
     from app.services.limits import retry_after_seconds
 
+    g.rate_limited = True  # the answer's headers describe the breached limit, not the probe quota
     retry = retry_after_seconds()
     message = f"Rate limit exceeded ({exc.description}); retry in {retry} seconds"
     return error_response(429, message, {"Retry-After": str(retry)}, code="rate_limited")
@@ -142,3 +143,6 @@ def init_app(app):
     app.register_error_handler(RateLimitExceeded, handle_rate_limit)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
+    from app.db import faults
+
+    faults.init_app(app)  # database / Redis unavailable: 503 with Retry-After, logged once per outage

@@ -1,6 +1,8 @@
 """Flask extensions, created unbound here and bound in ``create_app``."""
+import flask_smorest
+from flask import current_app
 from flask_cors import CORS
-from flask_limiter import Limiter
+from flask_limiter import ApplicationLimit, Limit, Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -8,6 +10,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from app.auth.rate_key import rate_limit_key
+from app.json_input import BodyParser
 
 # Stable constraint names, so Alembic migrations name things the same on every database.
 NAMING_CONVENTION = {
@@ -38,4 +41,24 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 openapi = ProbeOpsApi()
 cors = CORS()
-limiter = Limiter(key_func=rate_limit_key)
+
+# Every blueprint's body and query arguments go through the bounded JSON parser (set before
+# the blueprints decorate their views, which binds the parser).
+flask_smorest.Blueprint.ARGUMENTS_PARSER = BodyParser()
+
+
+def general_limit():
+    """RATELIMIT_DEFAULT, read per request (tests and operators may change it at run time)."""
+    return current_app.config["RATELIMIT_DEFAULT"]
+
+
+GENERAL_SCOPE = "general"
+limiter = Limiter(
+    key_func=rate_limit_key,
+    # RATELIMIT_DEFAULT is ONE budget per user (per client IP when anonymous) across every
+    # endpoint: an application-wide limit, whose counter is shared by all routes.
+    application_limits=[ApplicationLimit(general_limit, scope=GENERAL_SCOPE)],
+    # No per-endpoint default: without this, flask-limiter would read RATELIMIT_DEFAULT from the
+    # config as a separate budget for each endpoint.
+    default_limits=[Limit(lambda: "")],
+)

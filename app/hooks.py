@@ -1,9 +1,9 @@
-"""Per-request hooks: request id, JSON-only bodies, identity, timing, quota headers."""
+"""Per-request hooks: request id, JSON-only bodies, identity, timing, and the answer's headers."""
+import math
 import time
 import uuid
 
 from flask import current_app, g, request
-from sqlalchemy import event
 
 from app.auth.identity import identify_request
 from app.errors import ApiError
@@ -27,11 +27,73 @@ def require_json_body():
         raise ApiError(415, "Content-Type must be application/json")
 
 
+def note_rate_budget():
+    """Remember the general budget this request counted against (a view's own limit may later
+    replace the limiter's list of current limits)."""
+    g.rate_budget = _general_budget()
+
+
+def _general_budget():
+    from app.extensions import GENERAL_SCOPE, limiter
+
+    for current in limiter.current_limits:
+        if current.shared and current.request_args[-1] == GENERAL_SCOPE:
+            return current
+    return None
+
+
+def add_rate_limit_headers(response):
+    """RateLimit-Limit/-Remaining/-Reset (seconds) on every answer that counted against a budget;
+    on the limiter's 429, the limit that was breached."""
+    from app.extensions import limiter
+
+    current = limiter.current_limit if g.get("rate_limited") else g.get("rate_budget") or _general_budget()
+    if current is None:
+        return
+    try:
+        reset_at, remaining = current.window
+    except Exception:  # noqa: BLE001 - the limiter already decided; its storage failing here must not fail the answer
+        return
+    response.headers["RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["RateLimit-Remaining"] = "0" if g.get("rate_limited") else str(max(0, remaining))
+    response.headers["RateLimit-Reset"] = str(max(0, math.ceil(reset_at - time.time())))
+
+
+def add_security_headers(response):
+    """nosniff everywhere; no-store (answers carry tokens and keys); HSTS in production; Vary: Origin
+    whenever the CORS answer depends on the caller's Origin."""
+    config = current_app.config
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    if config["APP_ENV"] == "production" and config["HSTS_MAX_AGE"] > 0:
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={config['HSTS_MAX_AGE']}; includeSubDomains")
+    if not cors_sends_wildcard(config):
+        response.vary.add("Origin")
+
+
+def cors_sends_wildcard(config):
+    """True when CORS answers ``*`` to everyone (the answer does not depend on Origin)."""
+    return "*" in config["CORS_ORIGINS"] and not config["CORS_ALLOW_CREDENTIALS"]
+
+
+def answer_options(response):
+    """Flask's automatic OPTIONS answer (200, empty text/html) becomes 204 with no content type."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.is_streamed \
+            and not response.get_data():
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+        response.headers.pop("Content-Length", None)
+
+
 def finish_request(response):
-    """Add the request id and quota headers; count the request for the status page."""
+    """Add the request id, security, rate-limit and quota headers; count the request for the status page."""
     response.headers["X-Request-ID"] = g.get("request_id", "")
+    answer_options(response)
+    add_security_headers(response)
+    add_rate_limit_headers(response)
     user = g.get("current_user")
-    if user is not None and response.status_code < 500:
+    # The limiter's 429 says "wait"; quota headers saying "N probes left" would contradict it.
+    if user is not None and response.status_code < 500 and not g.get("rate_limited"):
         usage = g.get("quota_usage")
         if usage is None:
             from app.services.quotas import usage_for
@@ -61,16 +123,7 @@ def init_app(app):
     limiter.request_filter(skip_preflight)
 
 
-def init_sqlite_pragmas(engine):
-    """SQLite with several workers: WAL so readers don't block the writer, and a busy timeout."""
-    if engine.dialect.name != "sqlite":
-        return
+def init_after_limiter(app):
+    """Hooks that must run after the limiter's own ``before_request``."""
+    app.before_request(note_rate_budget)
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()

@@ -1,6 +1,6 @@
 """The caller's probe history, newest first."""
 import sqlalchemy as sa
-from flask import url_for
+from flask import current_app, url_for
 
 from app.db.models import ProbeJob, User
 from app.errors import ApiError
@@ -20,12 +20,17 @@ def page(user, limit, offset):
     total = db.session.scalar(sa.select(User.probe_job_count).where(User.id == user.id)) or 0
     nxt = offset + limit if offset + limit < total else None
     prev = max(0, offset - limit) if offset > 0 else None
-    link = lambda off: url_for("probes.list_history", limit=limit, offset=off, _external=True)  # noqa: E731
     return {"jobs": jobs, "pagination": {
         "total": total, "limit": limit, "offset": offset,
-        "next": link(nxt) if nxt is not None else None,
-        "previous": link(prev) if prev is not None else None,
+        "next": _link(limit, nxt) if nxt is not None else None,
+        "previous": _link(limit, prev) if prev is not None else None,
     }}
+
+
+def _link(limit, offset):
+    """PUBLIC_BASE_URL + path, or the path alone: never the client's Host or X-Forwarded-*."""
+    path = url_for("probes.list_history", limit=limit, offset=offset)
+    return current_app.config["PUBLIC_BASE_URL"] + path
 
 
 def get_job(user, job_id):

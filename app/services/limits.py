@@ -10,7 +10,7 @@ def retry_after_seconds():
     current = limiter.current_limit
     if current is None:
         return 60
-    return max(1, math.ceil(current.reset_at - time.time()))
+    return max(1, math.ceil(current.window[0] - time.time()))  # RequestLimit.reset_at adds a second
 
 
 def auth_limit():

@@ -56,7 +56,7 @@ def test_cors_preflight(client):
     response = client.options("/api/probes/ping", headers={
         "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "X-API-Key, Content-Type"})
-    assert response.status_code == 200
+    assert response.status_code == 204 and not response.get_data()  # OPTIONS answers carry no body
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.headers["Access-Control-Max-Age"] == "3600"
     allowed = response.headers["Access-Control-Allow-Headers"].lower()
