@@ -124,7 +124,8 @@ class Bench:
         with open(self.workdir / "bare.log", "wb") as log:  # the child keeps its own copy of the fd
             proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", str(workers),
-                 "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--keep-alive", "5", "--max-requests", "1000",
+                 "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--keep-alive", "5",
+                 "--max-requests", "1000", "--no-control-socket",
                  "--max-requests-jitter", "50", "--log-level", "warning", "--access-logfile", "-",
                  "bench.bare_app:app"],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -288,6 +289,16 @@ def fig_rss(bench, database):
                         rss_first / 2**20, "MiB", "<= 1.1x", False, 1.1)
 
 
+def fig_slow_clients(bench, api):
+    from bench.slow_clients import health_p99_idle_and_trickled
+
+    idle, busy, tricklers = health_p99_idle_and_trickled("127.0.0.1", api.port, smoke=bench.sizes is SMOKE)
+    figure = ratio_figure(f"GET /health p99 (new connections) with {tricklers} trickling connections open",
+                          busy, idle, "ms", "<= 2x idle and < 1 s", False, 2.0)
+    figure.ok = figure.ok and busy < 1000
+    return figure
+
+
 def _hash_batch(args):
     import bcrypt
 
@@ -361,6 +372,7 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
             "rtt": lambda: fig_ping_rtt_and_wall(bench, api, headers),
             "logins": lambda: [fig_logins(bench, api, engine)],
             "rss": lambda: [fig_rss(bench, database)],
+            "slow": lambda: [fig_slow_clients(bench, api)],
         }
         figures = []
         print_header(api)
@@ -377,7 +389,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="ProbeOps benchmarks")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--bcrypt-rounds", type=int, default=None, help="BCRYPT_ROUNDS for the API (12)")
-    parser.add_argument("--only", nargs="*", help="throughput history pings health rtt logins rss")
+    parser.add_argument("--only", nargs="*", help="throughput history pings health rtt logins rss slow")
     parser.add_argument("--api-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the API under test, e.g. --api-env THREADS=8")
     args = parser.parse_args(argv)
