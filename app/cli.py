@@ -2,6 +2,7 @@
 import click
 from flask import current_app
 
+from app.auth.passwords import password_problem
 from app.services import probe_jobs, users
 
 
@@ -19,8 +20,9 @@ def create_admin(username, email, password):
         raise click.UsageError("give --username and --email (or set ADMIN_USERNAME and ADMIN_EMAIL)")
     if not password:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < cfg["PASSWORD_MIN_LENGTH"]:
-        raise click.UsageError(f"the password must have at least {cfg['PASSWORD_MIN_LENGTH']} characters")
+    problem = password_problem(password, cfg["PASSWORD_MIN_LENGTH"], cfg["PASSWORD_MAX_LENGTH"])
+    if problem:
+        raise click.UsageError(f"password: {problem}")
     created = users.ensure_admin(username, email, password)
     click.echo(f"admin {username!r} created" if created else f"a user {username!r} or {email!r} exists; unchanged")
 
@@ -32,8 +34,9 @@ def ensure_admin_from_env():
     if not (cfg.get("ADMIN_USERNAME") and cfg.get("ADMIN_EMAIL") and cfg.get("ADMIN_PASSWORD")):
         click.echo("ADMIN_USERNAME/ADMIN_EMAIL/ADMIN_PASSWORD not all set; no admin created")
         return
-    if len(cfg["ADMIN_PASSWORD"]) < cfg["PASSWORD_MIN_LENGTH"]:
-        raise click.UsageError(f"ADMIN_PASSWORD must have at least {cfg['PASSWORD_MIN_LENGTH']} characters")
+    problem = password_problem(cfg["ADMIN_PASSWORD"], cfg["PASSWORD_MIN_LENGTH"], cfg["PASSWORD_MAX_LENGTH"])
+    if problem:
+        raise click.UsageError(f"ADMIN_PASSWORD: {problem}")
     created = users.ensure_admin(cfg["ADMIN_USERNAME"], cfg["ADMIN_EMAIL"], cfg["ADMIN_PASSWORD"])
     click.echo("admin created" if created else "admin already exists")
 

@@ -15,13 +15,6 @@ EXPOSED_HEADERS = [
     "X-RateLimit-Limit-Day", "X-RateLimit-Remaining-Day", "X-RateLimit-Limit-Month",
     "X-RateLimit-Remaining-Month", "X-RateLimit-Reset", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset",
 ]
-# Secrets that appear in templates, docs or common examples; production refuses them.
-KNOWN_WEAK_SECRETS = {
-    "change-me", "changeme", "secret", "your-secret-key", "your-secret-key-here",
-    "replace-with-a-long-random-secret", "dev-secret-key", "jwt-secret",
-}
-MIN_SECRET_BYTES = 32
-PLACEHOLDER_WORDS = ("change", "replace", "secret-key", "your-", "your_", "placeholder", "example", "0123456789")
 
 
 def _env(name, default=None):
@@ -95,6 +88,11 @@ class Config:
     PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12)
     PASSWORD_MAX_LENGTH = 128
     API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
+    # Per-account login back-off (app/services/login_throttle.py), on top of RATELIMIT_AUTH per IP.
+    LOGIN_FREE_FAILURES = _int("LOGIN_FREE_FAILURES", 5)
+    LOGIN_BACKOFF_BASE_SECONDS = _int("LOGIN_BACKOFF_BASE_SECONDS", 1)
+    LOGIN_BACKOFF_MAX_SECONDS = _int("LOGIN_BACKOFF_MAX_SECONDS", 300)
+    LOGIN_FAILURE_WINDOW_SECONDS = _int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
 
     # Addresses/CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are believed (empty: none).
     TRUSTED_PROXIES = _env("TRUSTED_PROXIES", "")
@@ -234,14 +232,12 @@ def check_probe_settings(config):
 
 
 def check_production(config):
-    """Refuse to start in production with a missing, weak or default secret, or open CORS with credentials."""
-    secret = config.get("JWT_SECRET_KEY") or ""
-    if not secret:
-        raise ConfigError("JWT_SECRET_KEY must be set in production (at least 32 random bytes)")
-    lowered = secret.lower()
-    if len(secret.encode()) < MIN_SECRET_BYTES or lowered in KNOWN_WEAK_SECRETS \
-            or any(word in lowered for word in PLACEHOLDER_WORDS) or len(set(secret)) < 16:
-        raise ConfigError("JWT_SECRET_KEY is too weak or a placeholder: use at least 32 random bytes "
-                          "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    """Refuse to start in production with a missing or weak secret (app/secret_strength.py), or open CORS
+    with credentials."""
+    from app.secret_strength import secret_problem
+
+    problem = secret_problem(config.get("JWT_SECRET_KEY"))
+    if problem:
+        raise ConfigError(problem)
     if "*" in config.get("CORS_ORIGINS", []) and config.get("CORS_ALLOW_CREDENTIALS"):
         raise ConfigError("CORS_ORIGINS='*' together with CORS_ALLOW_CREDENTIALS is refused in production")

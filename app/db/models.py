@@ -57,6 +57,11 @@ class User(db.Model):
     )
 
 
+# Usernames are unique whatever their case, decided by the database (migration 0002), so that
+# parallel registrations of "Dupe" and "dupe" cannot both commit.
+sa.Index("uq_users_username_lower", sa.func.lower(User.username), unique=True)
+
+
 class ApiKey(db.Model):
     """An API key: only the SHA-256 of the secret and a short display prefix are kept."""
 

@@ -4,6 +4,7 @@ import re
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from app.auth.passwords import password_problem
 from app.schemas.common import CleanString, TrimmedString, utf8_text
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
@@ -33,13 +34,14 @@ class UsersListSchema(Schema):
 
 
 class PasswordField(CleanString):
-    """A password: length checked against PASSWORD_MIN_LENGTH..128 characters."""
+    """A new password: PASSWORD_MIN_LENGTH..128 characters once NFKC-normalised, not only whitespace."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
-        low, high = current_app.config["PASSWORD_MIN_LENGTH"], current_app.config["PASSWORD_MAX_LENGTH"]
-        if not low <= len(value) <= high:
-            raise ValidationError(f"Must be between {low} and {high} characters.")
+        problem = password_problem(value, current_app.config["PASSWORD_MIN_LENGTH"],
+                                   current_app.config["PASSWORD_MAX_LENGTH"])
+        if problem:
+            raise ValidationError(problem)
         return value
 
 

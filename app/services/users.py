@@ -3,16 +3,17 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from app.auth.passwords import check_password, dummy_hash, hash_password
+from app.auth.passwords import dummy_hash, hash_password, verify_password
 from app.auth.tokens import issue_token
 from app.db.models import ApiKey, ProbeJob, User
 from app.errors import ApiError
 from app.extensions import db
+from app.services import login_throttle
 from app.utils.clock import utcnow
 
 
 def _duplicate_field(username, email):
-    """Which unique field clashes: 'username' or 'email' (None if neither)."""
+    """Which unique field clashes: 'username' (compared case-folded) or 'email' (None if neither)."""
     row = db.session.execute(
         sa.select(User.username, User.email).where(
             sa.or_(sa.func.lower(User.username) == username.lower(), User.email == email))
@@ -22,34 +23,59 @@ def _duplicate_field(username, email):
     return "username" if row.username.lower() == username.lower() else "email"
 
 
+def _conflict(field):
+    return ApiError(409, f"{field}: already registered", code="conflict", fields={field: ["Already registered."]})
+
+
 def register(username, email, password, role="user", tier="Free"):
-    """Create a user; 409 naming the field when the username or email is taken."""
+    """Create a user; 409 naming the field when the username (in any case) or email is taken."""
     email = email.strip().lower()
     clash = _duplicate_field(username, email)
     if clash:
-        raise ApiError(409, f"{clash}: already registered")
+        raise _conflict(clash)
     user = User(username=username, email=email, role=role, subscription_tier=tier,
                 password_hash=hash_password(password, current_app.config["BCRYPT_ROUNDS"]))
     db.session.add(user)
     try:
         db.session.commit()
-    except IntegrityError as exc:  # a concurrent registration won the race
+    except IntegrityError:  # a concurrent registration won the race; the unique indexes decided
         db.session.rollback()
-        raise ApiError(409, "username or email: already registered") from exc
+        raise _conflict(_duplicate_field(username, email) or "username") from None
     return user
+
+
+def _find_login_user(email, username):
+    if email:
+        query = sa.select(User).where(User.email == email.strip().lower())
+    else:
+        query = sa.select(User).where(sa.func.lower(User.username) == username.strip().lower())
+    user = db.session.scalars(query).first()
+    db.session.commit()
+    return user
+
+
+def _throttle_subject(user, email, username):
+    """Who the back-off counts against: the account, or the name tried when no account has it."""
+    if user is not None:
+        return f"user:{user.id}"
+    return f"email:{email.strip().lower()}" if email else f"username:{username.strip().lower()}"
 
 
 def login(password, email=None, username=None):
     """Return ``(user, token)``; the same 401 for an unknown account and a wrong password."""
-    query = sa.select(User).where(User.email == email.strip().lower()) if email \
-        else sa.select(User).where(sa.func.lower(User.username) == username.strip().lower())
-    user = db.session.scalars(query).first()
-    db.session.commit()
+    user = _find_login_user(email, username)
+    subject = _throttle_subject(user, email, username)
+    login_throttle.begin_attempt(subject)
     rounds = current_app.config["BCRYPT_ROUNDS"]
-    if not check_password(password, user.password_hash if user else dummy_hash(rounds)) or user is None:
+    matches, legacy = verify_password(password, user.password_hash if user else dummy_hash(rounds))
+    if not matches or user is None:
         raise ApiError(401, "Invalid email/username or password", code="invalid_credentials")
+    login_throttle.succeeded(subject)
     if not user.is_active:
         raise ApiError(403, "This account is deactivated", code="account_disabled")
+    if legacy:  # hashed before passwords were normalised: store the NFKC form's hash
+        user.password_hash = hash_password(password, rounds)
+        db.session.commit()
     token = issue_token(user, current_app.config["JWT_SECRET_KEY"],
                         current_app.config["JWT_EXPIRES_MINUTES"], utcnow())
     return user, token
@@ -73,10 +99,49 @@ def list_users_with_counts():
     return users
 
 
+ACTIVE_ADMIN = sa.and_(User.role == "admin", User.is_active.is_(True))
+
+
+def _lock_active_admins():
+    """Start a transaction that holds the active admins still, and return their ids.
+
+    PostgreSQL: their rows are locked (FOR UPDATE, in id order so two admins cannot deadlock),
+    and a row another transaction just demoted no longer matches once its lock is released.
+    SQLite: a no-op UPDATE takes the database write lock first, so the count is read after any
+    concurrent change has committed and none can start before this one commits.
+    """
+    db.session.commit()  # end any earlier read, so the lock is this transaction's first statement
+    if db.session.get_bind().dialect.name == "postgresql":
+        return set(db.session.scalars(sa.select(User.id).where(ACTIVE_ADMIN).order_by(User.id).with_for_update()))
+    db.session.execute(sa.update(User).where(ACTIVE_ADMIN).values(role=User.role)
+                       .execution_options(synchronize_session=False))
+    return set(db.session.scalars(sa.select(User.id).where(ACTIVE_ADMIN)))
+
+
+def _locked_user(user_id):
+    """``user_id``'s row as it is now (after the lock), or 404."""
+    user = db.session.get(User, user_id, populate_existing=True)
+    if user is None:
+        db.session.rollback()
+        raise ApiError(404, f"User {user_id} not found")
+    return user
+
+
+def _refuse_last_admin(admins, user, field):
+    if user.id in admins and len(admins) <= 1:
+        db.session.rollback()
+        raise ApiError(409, f"{field}: {user.username!r} is the last active admin; make another user an "
+                            "admin first", code="conflict", fields={field: ["The last active admin must stay."]})
+
+
 def set_role(admin, user_id, role):
-    user = get_user(user_id)
-    if user.id == admin.id and role != "admin":
-        raise ApiError(400, "role: you cannot remove your own admin role")
+    """Change a user's role; the last active admin is never demoted."""
+    if user_id == admin.id and role != "admin":
+        raise ApiError(400, "role: you cannot remove your own admin role", fields={"role": ["Not your own."]})
+    admins = _lock_active_admins()
+    user = _locked_user(user_id)
+    if role != "admin":
+        _refuse_last_admin(admins, user, "role")
     user.role = role
     db.session.commit()
     return user
@@ -90,10 +155,16 @@ def set_tier(user_id, tier):
 
 
 def set_active(admin, user_id, is_active):
-    """Activate or deactivate; deactivation revokes every token at once (token_version bump)."""
-    user = get_user(user_id)
-    if user.id == admin.id and not is_active:
-        raise ApiError(400, "is_active: you cannot deactivate your own account")
+    """Activate or deactivate; deactivation revokes every token at once (token_version bump).
+
+    The last active admin is never deactivated."""
+    if user_id == admin.id and not is_active:
+        raise ApiError(400, "is_active: you cannot deactivate your own account",
+                       fields={"is_active": ["Not your own."]})
+    admins = _lock_active_admins()
+    user = _locked_user(user_id)
+    if not is_active:
+        _refuse_last_admin(admins, user, "is_active")
     if user.is_active and not is_active:
         user.token_version += 1
     user.is_active = is_active
@@ -102,10 +173,15 @@ def set_active(admin, user_id, is_active):
 
 
 def ensure_admin(username, email, password):
-    """Create the configured admin when no user has that username or email; True if created."""
+    """Create the configured admin when no user has that username (in any case) or email; True if created."""
     if _duplicate_field(username, email.strip().lower()):
         return False
-    register(username, email, password, role="admin", tier="Enterprise")
+    try:
+        register(username, email, password, role="admin", tier="Enterprise")
+    except ApiError as exc:  # another worker or start created it meanwhile
+        if exc.status == 409:
+            return False
+        raise
     return True
 
 

@@ -9,9 +9,8 @@ of ``Dupe`` and ``dupe`` cannot both commit). A database that already holds user
 up to case cannot take the index: the migration refuses, naming them, and the operator renames
 all but one (see docs/configuration.md, "Usernames").
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'
