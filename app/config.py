@@ -121,6 +121,7 @@ class Config:
     PROBE_MAX_CONCURRENT_PER_WORKER = _int("PROBE_MAX_CONCURRENT_PER_WORKER", 200)
 
     PROBE_ALLOWED_NETWORKS = _env("PROBE_ALLOWED_NETWORKS", "")
+    PROBE_ALLOWED_DOMAINS = _env("PROBE_ALLOWED_DOMAINS", "")
     DNS_NAMESERVERS = _list("DNS_NAMESERVERS")
     WHOIS_ROOT_SERVER = _env("WHOIS_ROOT_SERVER", "whois.iana.org")
     RDAP_BOOTSTRAP_URL = _env("RDAP_BOOTSTRAP_URL", "")
@@ -214,8 +215,8 @@ def _probe_bounds():
 
 
 def check_probe_settings(config):
-    """Refuse probe bounds the engines would reject, and a malformed PROBE_ALLOWED_NETWORKS, at start."""
-    from app.probes.targets import parse_networks
+    """Refuse at start probe bounds the engines would reject and malformed PROBE_ALLOWED_NETWORKS / _DOMAINS."""
+    from app.probes.targets import parse_domains, parse_networks
 
     for name, (low, high) in _probe_bounds().items():
         if not low <= config[name] <= high:
@@ -224,6 +225,10 @@ def check_probe_settings(config):
         parse_networks(config.get("PROBE_ALLOWED_NETWORKS") or "")
     except ValueError as exc:
         raise ConfigError(f"PROBE_ALLOWED_NETWORKS: {exc}") from exc
+    try:
+        parse_domains(config.get("PROBE_ALLOWED_DOMAINS") or "")
+    except ValueError as exc:
+        raise ConfigError(f"PROBE_ALLOWED_DOMAINS: {exc}") from exc
     for server in config.get("DNS_NAMESERVERS") or []:
         try:
             ipaddress.ip_address(server)

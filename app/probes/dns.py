@@ -2,14 +2,17 @@
 
 One query (RD set, EDNS0 with a 1232-byte payload, like dig) to each configured server in turn
 until one answers, all inside one deadline; a truncated UDP answer is retried over TCP.
-NXDOMAIN, SERVFAIL, REFUSED (any rcode but NOERROR) and timeouts give ``success: False``.
+NXDOMAIN, SERVFAIL, REFUSED (any rcode but NOERROR), timeouts and network errors give
+``success: False`` with ``data.error`` naming the cause (``timeout``, ``network_unreachable``,
+``connection_refused``, ``connection_closed``, ...) and ``data.attempts`` each server's failure.
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dns.edns
 import dns.exception
@@ -54,6 +57,27 @@ def _tabs(name: str) -> str:
     return "\t" * max(0, (24 - len(name) - 1) // 8) if len(name) < 23 else ""
 
 
+_ERRNO_CODES = {errno.ENETUNREACH: "network_unreachable", errno.EHOSTUNREACH: "host_unreachable",
+                errno.ECONNREFUSED: "connection_refused", errno.ECONNRESET: "connection_reset",
+                errno.EACCES: "permission_denied", errno.EPERM: "permission_denied"}
+
+
+def _failure(server, port, proto, exc) -> dict:
+    """One server's failure as data: an error code and a message naming what happened."""
+    if isinstance(exc, dns.exception.Timeout | socket.timeout | TimeoutError):
+        code, message = "timeout", "timed out"
+    elif isinstance(exc, EOFError):
+        code, message = "connection_closed", "the server closed the connection without an answer"
+    elif isinstance(exc, OSError):
+        code = _ERRNO_CODES.get(exc.errno, "network_error")
+        message = exc.strerror or str(exc) or code.replace("_", " ")
+    else:
+        code, message = "bad_response", f"{exc.__class__.__name__}: {exc}"
+    if proto == "tcp":
+        message = f"the UDP answer was truncated (TC=1) and the TCP retry failed: {message}"
+    return {"server": server, "port": port, "protocol": proto, "error": code, "message": message}
+
+
 def system_nameservers() -> list[str]:
     return list(dns.resolver.Resolver(configure=True).nameservers)
 
@@ -92,41 +116,49 @@ def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = 
                                payload=L.DNS_EDNS_PAYLOAD)
     q.flags |= dns.flags.RD
     deadline = time.monotonic() + timeout
-    attempts = []
+    attempts: list[str] = []        # dig-style ";; communications error ..." lines
+    failures: list[dict] = []       # the same, as data: server, protocol, error code, message
     response = server = None
     used_tcp = False
+    elapsed = 0.0
     for i, srv in enumerate(servers):
         left = deadline - time.monotonic()
         if left <= 0.01:
             break
         share = left / (len(servers) - i)  # leave time for the servers after this one
+        proto = "udp"
         try:
             t0 = time.monotonic()
-            response = dns.query.udp(q, srv, timeout=share, port=port, ignore_unexpected=True)
-            used_tcp = False
-            if response.flags & dns.flags.TC:  # truncated: ask again over TCP, same deadline
+            reply = dns.query.udp(q, srv, timeout=share, port=port, ignore_unexpected=True)
+            tcp = False
+            if reply.flags & dns.flags.TC:  # truncated: ask again over TCP, same deadline
+                proto = "tcp"
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise dns.exception.Timeout
-                response = dns.query.tcp(q, srv, timeout=left, port=port)
-                used_tcp = True
-            elapsed = time.monotonic() - t0
-            server = srv
-            break
-        except dns.exception.Timeout:
-            attempts.append(f";; communications error to {srv}#{port}: timed out")
-        except (OSError, dns.exception.DNSException) as exc:
-            attempts.append(f";; communications error to {srv}#{port}: {exc}")
+                reply = dns.query.tcp(q, srv, timeout=left, port=port)
+                tcp = True
+        except (OSError, EOFError, dns.exception.DNSException) as exc:
+            failure = _failure(srv, port, proto, exc)
+            failures.append(failure)
+            attempts.append(f";; communications error to {srv}#{port}: {failure['message']}")
+            continue
+        response, server, used_tcp, elapsed = reply, srv, tcp, time.monotonic() - t0
+        break
     qtext = f"; <<>> ProbeOps DNS <<>> @{servers[0]} {qname.to_text()} {rtype}"
     base = {"query": qname.to_text(), "record_type": rtype, "servers": servers, "port": port}
     if ptr_of:
         base["reverse_of"] = ptr_of
     if response is None:
+        codes = {f["error"] for f in failures}
+        code = codes.pop() if len(codes) == 1 else ("no_servers" if not failures else "servers_failed")
+        detail = "; ".join(f"{f['server']}#{port} ({f['protocol'].upper()}): {f['message']}" for f in failures)
+        message = "no servers could be reached" + (f": {detail}" if detail else " within the time bound")
         text = "\n".join([qtext, *attempts, ";; no servers could be reached"])
         return ProbeResult(False, text, {**base, "rcode": None, "flags": [], "answers": [],
                                          "authority": [], "additional": [], "server": None,
-                                         "query_time_ms": None, "error": "timeout",
-                                         "message": "no servers could be reached"})
+                                         "query_time_ms": None, "error": code, "message": message,
+                                         "attempts": failures})
     rcode = dns.rcode.to_text(response.rcode())
     flags = [f.lower() for f in dns.flags.to_text(response.flags).split()]
     order = ["qr", "aa", "tc", "rd", "ra", "ad", "cd"]
@@ -156,13 +188,13 @@ def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = 
     proto = "TCP" if used_tcp else "UDP"
     srv_text = f"{server}#{port}({server})"
     lines += ["", f";; Query time: {query_ms} msec", f";; SERVER: {srv_text} ({proto})",
-              f";; WHEN: {datetime.now(timezone.utc).strftime('%a %b %d %H:%M:%S UTC %Y')}",
+              f";; WHEN: {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}",
               f";; MSG SIZE  rcvd: {len(wire)}"]
     answers = _rr_list(response.answer)
     data = {**base, "rcode": rcode, "flags": flags, "answers": answers,
             "authority": _rr_list(response.authority), "additional": _rr_list(response.additional),
             "query_time_ms": query_ms, "server": server, "protocol": proto.lower(),
-            "truncated_udp": used_tcp, "size": len(wire)}
+            "truncated_udp": used_tcp, "size": len(wire), "attempts": failures}
     success = response.rcode() == dns.rcode.NOERROR
     if not success:
         data["error"] = rcode.lower()

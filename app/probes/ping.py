@@ -130,7 +130,7 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
         now = time.monotonic()
         if seq < count and now >= next_send:
             seq += 1
-            payload = (cookie + struct.pack("!Q", seq) + bytes((i & 0xFF for i in range(payload_size))))[:payload_size]
+            payload = (cookie + struct.pack("!Q", seq) + bytes(i & 0xFF for i in range(payload_size)))[:payload_size]
             pkt = echo_request(family, ident, seq, payload)
             sent[seq] = (time.time_ns(), time.monotonic())
             last_send_mono = sent[seq][1]
@@ -281,8 +281,10 @@ def _fmt_rtt(ms: float) -> str:
 def _summary(target, head, base, lines, packets, errors, *, count, received, rtts, duplicates,
              late, elapsed_ms, socket_kind, ident):
     loss = 100.0 * (count - received) / count if count else 100.0
+    # like iputils' "+N errors": ICMP errors and local send errors ("ping: sendmsg: ...") alike
+    local = [e for e in errors if e.get("type") is None]
     stats = {"transmitted": count, "received": received, "duplicates": duplicates, "late": late,
-             "errors": len([e for e in errors if e.get("type") is not None]),
+             "errors": len(errors), "local_errors": len(local),
              "loss_percent": round(loss, 3), "time_ms": elapsed_ms,
              "min_ms": None, "avg_ms": None, "max_ms": None, "mdev_ms": None}
     summary = f"{count} packets transmitted, {received} received"
@@ -302,6 +304,10 @@ def _summary(target, head, base, lines, packets, errors, *, count, received, rtt
     data = {**base, "socket": socket_kind, "identifier": ident, "packets": packets,
             "errors": errors, "stats": stats}
     success = received > 0
-    if not success:
+    if not success and count and len({e["seq"] for e in local}) == count:
+        data["error"] = "send_failed"
+        data["message"] = "every echo request failed to leave this host: " + ", ".join(
+            dict.fromkeys(e["message"] for e in local))
+    elif not success:
         data["error"] = "no_reply"
     return ProbeResult(success, "\n".join(text), data)

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.lab
 def app_overrides(lab_routes):
     lab = lab_routes
     return {"DNS_NAMESERVERS": [lab.dns], "WHOIS_ROOT_SERVER": lab.whois_root,
+            "PROBE_ALLOWED_DOMAINS": lab.allowed_domains,
             "RDAP_BOOTSTRAP_URL": lab.rdap_bootstrap, "TRACEROUTE_HOP_TIMEOUT": 1.0,
             "TRACEROUTE_TOTAL_TIMEOUT": 20.0, "WHOIS_TIMEOUT": 5.0}
 
@@ -128,3 +129,17 @@ def test_engine_crash_is_a_500_and_a_failed_job(client, user, auth_headers, lab,
     assert response.status_code == 500 and "boom" not in response.get_data(as_text=True)
     job = db_session.query(ProbeJob).one()
     assert (job.status, job.success) == ("failed", False)
+
+
+def test_unreachable_resolver_is_named_in_text_and_data(client, user, auth_headers, lab, app):
+    """Issue 8 item 18: not "SERVFAIL or REFUSED" / "timeout" while the cause is "No route to host"
+    (198.19.0.53 hits the lab's guard route)."""
+    headers = auth_headers(user)
+    app.config["DNS_NAMESERVERS"] = ["198.19.0.53"]
+    body = probe(client, headers, "ping", host=f"www.{lab.zone}", count=1).get_json()
+    assert body["success"] is False and body["data"]["error"] == "host_unreachable"
+    assert "No route to host" in body["result"] and "No route to host" in body["data"]["message"]
+    assert "SERVFAIL" not in body["result"] and "REFUSED" not in body["result"]
+    body = probe(client, headers, "dns", domain=f"www.{lab.zone}", nameserver="198.19.0.53").get_json()
+    assert body["success"] is False and body["data"]["error"] == "host_unreachable"
+    assert "No route to host" in body["result"] and "timed out" not in body["result"]

@@ -88,6 +88,7 @@ class Lab:
     ``rdap``                  the RDAP server (HTTP port 80, name rdap.probeops.test)
     ``rdap_bootstrap``        path of an IANA-format dns.json bootstrap file (ipv4.json, ipv6.json beside it)
     ``allowed_networks``      "198.18.0.0/16,fd00:198:18::/48" (PROBE_ALLOWED_NETWORKS for the lab)
+    ``allowed_domains``       "test" (PROBE_ALLOWED_DOMAINS for the lab: its names are under .test)
     ``whois_domains``         domains the lab WHOIS/RDAP know: example.test (full chain), thin.test,
                               evil.test (registrar server resolves to 10.1.2.3), loop.test (loop)
     """
@@ -110,6 +111,7 @@ class Lab:
     zone = ZONE
     broken_zone = "broken.test"
     allowed_networks = f"{LAB_NET4},{LAB_NET6}"
+    allowed_domains = "test"   # every lab name is under .test (RFC 6761), refused unless allowed
     whois_domains = ["example.test", "thin.test", "evil.test", "loop.test"]
     big_txt_count = 12
     records = [
@@ -366,7 +368,7 @@ rdap    IN A    {self.rdap}
         d = self.tmp / "named"
         d.mkdir()
         (d / "zone.db").write_text(self._zone_text())
-        rev4 = [f"$TTL 300", f"@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 300",
+        rev4 = ["$TTL 300", f"@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 300",
                 f"@ IN NS ns1.{ZONE}."]
         for ip, name in ((self.target, f"www.{ZONE}."), (self.dns, f"ns1.{ZONE}."),
                          (self.target6, f"www.{ZONE}.")):
@@ -540,7 +542,8 @@ zone "{self.broken_zone}" {{ type primary; file "{d}/broken.db"; }};
         nets = parse_networks(self.allowed_networks)
 
         def guard(host):
-            return resolve_target(host, allowed_networks=nets, nameservers=[self.dns], timeout=2.0).address
+            return resolve_target(host, allowed_networks=nets, nameservers=[self.dns], timeout=2.0,
+                                  allowed_domains=(self.allowed_domains,)).address
         return guard
 
     def late_requests(self):

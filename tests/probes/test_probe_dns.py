@@ -131,3 +131,22 @@ def test_dns_bounds_and_names():
         dns_lookup("bad name.com", nameservers=["127.0.0.1"])
     with pytest.raises(ValueError):
         dns_lookup("example.com", nameservers=["not-an-ip"])
+
+
+# 198.19.0.0/16 is inside the lab's guard route (`unreachable 198.18.0.0/15`) but not routed into
+# the lab: a send there fails locally with "No route to host", a real unreachable resolver.
+UNROUTED_RESOLVER = "198.19.0.53"
+
+
+def test_dns_unreachable_server_is_named_not_called_a_timeout(lab_routes):
+    lab = lab_routes
+    res, tool = at_same_moment(lambda: dns_lookup("www.probeops.test", nameservers=[UNROUTED_RESOLVER], timeout=1.0),
+                               ["dig", f"@{UNROUTED_RESOLVER}", "+time=1", "+tries=1", "www.probeops.test"])
+    assert "no servers could be reached" in tool.stdout and "unreachable" in (tool.stdout + tool.stderr)
+    assert not res.success and res.data["error"] == "host_unreachable"
+    assert "No route to host" in res.data["message"] and "No route to host" in res.text
+    assert "timed out" not in res.text and "SERVFAIL" not in res.text
+    assert res.data["attempts"][0]["error"] == "host_unreachable"
+    # the next server is still asked
+    r = dns_lookup("www.probeops.test", nameservers=[UNROUTED_RESOLVER, lab.dns], timeout=2.0)
+    assert r.success and r.data["server"] == lab.dns and r.data["attempts"][0]["error"] == "host_unreachable"

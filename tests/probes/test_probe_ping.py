@@ -101,6 +101,48 @@ def test_ping_unreachable_reported_like_iputils(lab_routes):
 
 
 @pytest.mark.parametrize("family", [4, 6])
+def test_ping_local_send_errors_are_counted_like_iputils(lab_routes, family):
+    """A route that turns unreachable mid-run: every failed send is a "ping: sendmsg" line, is
+    counted in stats.errors and in the "+N errors" of the summary (iputils' nerrors)."""
+    import subprocess
+    import threading
+    import time as _time
+
+    lab = lab_routes
+    addr = lab.target if family == 4 else lab.target6
+    route = ["ip", f"-{family}", "route", "{}", "unreachable", f"{addr}/{32 if family == 4 else 128}"]
+
+    def flip():
+        _time.sleep(0.5)
+        subprocess.run([r.format("add") for r in route], check=True)
+        _time.sleep(0.7)
+        subprocess.run([r.format("del") for r in route], check=True)
+
+    t = threading.Thread(target=flip)
+    t.start()
+    try:
+        res = ping(_t(addr), count=10, interval=0.2, timeout=1.0)
+    finally:
+        t.join()
+        subprocess.run([r.format("del") for r in route], capture_output=True)
+    stats = res.data["stats"]
+    failed = res.text.count("ping: sendmsg: ")
+    assert failed >= 2 and "No route to host" in res.text
+    assert stats["local_errors"] == failed == len([e for e in res.data["errors"] if e["type"] is None])
+    assert stats["errors"] == failed and f"+{failed} errors," in res.text
+    assert stats["received"] + failed == stats["transmitted"] == 10
+    assert res.success
+
+
+def test_ping_that_cannot_send_at_all_says_so(lab_routes):
+    """198.19.0.0/16 hits the lab's guard route: nothing leaves the host."""
+    res = ping(_t("198.19.0.1"), count=3, interval=0.2, timeout=0.5)
+    assert not res.success and res.data["error"] == "send_failed"
+    assert "No route to host" in res.data["message"]
+    assert res.data["stats"]["errors"] == res.data["stats"]["local_errors"] == 3 and "+3 errors" in res.text
+
+
+@pytest.mark.parametrize("family", [4, 6])
 def test_ping_duplicates_like_iputils(lab_routes, family):
     """Every echo reply from the duplicating address is sent twice (nft dup)."""
     lab = lab_routes

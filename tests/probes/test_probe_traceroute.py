@@ -125,13 +125,53 @@ def test_trace_loopback():
     assert res.success and _hops(res) == [(1, ["::1"] * 3)]
 
 
+def _readable_copy():
+    """The engines and their libraries (dnspython, idna) copied to a world-readable temp dir.
+
+    ``nobody`` may not be able to read the checkout or its virtualenv (a clone under /root is
+    mode 0700), so the subprocess imports this copy and runs the real interpreter, not the
+    venv's symlink.  Only what the engines import is copied: app/probes as ``app.probes``.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import dns
+    import idna
+
+    import app.probes
+
+    root = tempfile.mkdtemp(prefix="probeops-nobody-")
+    os.chmod(root, 0o755)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    os.makedirs(os.path.join(root, "app"))
+    open(os.path.join(root, "app", "__init__.py"), "w").close()
+    shutil.copytree(os.path.dirname(app.probes.__file__), os.path.join(root, "app", "probes"), ignore=ignore)
+    for package in (dns, idna):
+        src = os.path.dirname(package.__file__)
+        shutil.copytree(src, os.path.join(root, os.path.basename(src)), ignore=ignore)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return root
+
+
 def _run_as(prefix, code, *args):
     import json
     import os
+    import shutil
     import subprocess
     import sys
-    p = subprocess.run([*prefix, sys.executable, "-c", code, *args], capture_output=True, text=True,
-                       timeout=30, cwd=os.getcwd())
+    root = _readable_copy()
+    try:
+        # -I: only the copy and the standard library, never the (maybe unreadable) checkout or venv
+        python = os.path.realpath(sys.executable)
+        p = subprocess.run([*prefix, python, "-I", "-c", f"import sys; sys.path.insert(0, {root!r}); {code}", *args],
+                           capture_output=True, text=True, timeout=30, cwd=root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
