@@ -95,3 +95,14 @@ def test_teredo_nameserver_refused_too(client, user, auth_headers):
                      nameserver=_teredo("198.18.3.10", "169.254.169.254"))
     body = _refused(response)
     assert body["message"].startswith("nameserver:")
+
+
+@pytest.mark.parametrize("spec", ["bad name", "a..b", "-x", "exa mple.com,corp"])
+def test_malformed_allowed_domains_refused_at_start(spec):
+    from app.config import ConfigError, check_probe_settings
+    from tests.conftest import build_app
+
+    with pytest.raises(ConfigError, match="PROBE_ALLOWED_DOMAINS"):
+        build_app("sqlite://", PROBE_ALLOWED_DOMAINS=spec)
+    app = build_app("sqlite://", PROBE_ALLOWED_DOMAINS="corp, .Example.INTERNAL.")
+    check_probe_settings(app.config)
