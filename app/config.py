@@ -93,6 +93,7 @@ class Config:
     LOGIN_BACKOFF_BASE_SECONDS = _int("LOGIN_BACKOFF_BASE_SECONDS", 1)
     LOGIN_BACKOFF_MAX_SECONDS = _int("LOGIN_BACKOFF_MAX_SECONDS", 300)
     LOGIN_FAILURE_WINDOW_SECONDS = _int("LOGIN_FAILURE_WINDOW_SECONDS", 900)
+    LOGIN_KNOWN_ADDRESS_DAYS = _int("LOGIN_KNOWN_ADDRESS_DAYS", 30)
 
     # Addresses/CIDRs of the reverse proxies whose X-Forwarded-For/-Proto are believed (empty: none).
     TRUSTED_PROXIES = _env("TRUSTED_PROXIES", "")

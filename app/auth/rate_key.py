@@ -28,6 +28,11 @@ def rate_limit_key():
     return f"user:{user.id}" if user is not None else client_ip_key()
 
 
+def client_address():
+    """The calling client as rate limits see it: its IPv4 address or its IPv6 /64."""
+    return client_address_key(get_remote_address())
+
+
 def client_ip_key():
     """``ip:<client address or /64>``, for limits that must hold per address (login, register)."""
-    return f"ip:{client_address_key(get_remote_address())}"
+    return f"ip:{client_address()}"

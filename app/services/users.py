@@ -4,6 +4,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
+from app.auth.rate_key import client_address
 from app.auth.tokens import issue_token
 from app.db.models import ApiKey, ProbeJob, User
 from app.errors import ApiError
@@ -54,23 +55,25 @@ def _find_login_user(email, username):
     return user
 
 
-def _throttle_subject(user, email, username):
-    """Who the back-off counts against: the account, or the name tried when no account has it."""
+def _throttle_subject(user, email, username, address):
+    """Who the back-off counts against: the account (at this address, if known to it), or the
+    name tried when no account has it."""
     if user is not None:
-        return f"user:{user.id}"
+        return login_throttle.account_subject(user.id, address)
     return f"email:{email.strip().lower()}" if email else f"username:{username.strip().lower()}"
 
 
 def login(password, email=None, username=None):
     """Return ``(user, token)``; the same 401 for an unknown account and a wrong password."""
     user = _find_login_user(email, username)
-    subject = _throttle_subject(user, email, username)
+    address = client_address()
+    subject = _throttle_subject(user, email, username, address)
     login_throttle.begin_attempt(subject)
     rounds = current_app.config["BCRYPT_ROUNDS"]
     matches, legacy = verify_password(password, user.password_hash if user else dummy_hash(rounds))
     if not matches or user is None:
         raise ApiError(401, "Invalid email/username or password", code="invalid_credentials")
-    login_throttle.succeeded(subject)
+    login_throttle.succeeded(subject, user.id, address)
     if not user.is_active:
         raise ApiError(403, "This account is deactivated", code="account_disabled")
     if legacy:  # hashed before passwords were normalised: store the NFKC form's hash

@@ -120,6 +120,24 @@ def test_parallel_attempts_during_backoff_test_one_password_at_most(app, client,
     assert sorted(codes) == [401] + [429] * 11
 
 
+def test_strangers_cannot_lock_the_owner_out_of_an_address_they_used_before(client, user):
+    owner_address = "198.51.100.7"
+    assert login(client, PASSWORD, owner_address).status_code == 200  # the owner, some day before
+    answers = [login(client, f"wrong password {i}", FOUR_ADDRESSES[i % 4]) for i in range(40)]
+    assert [a.status_code for a in answers].count(429) >= 30
+    assert login(client, PASSWORD, "192.0.2.99").status_code == 429  # a new address waits
+    assert login(client, PASSWORD, owner_address).status_code == 200  # the owner's does not
+
+
+def test_guesses_from_a_known_address_have_their_own_backoff(client, user, fast_backoff):
+    known = "198.51.100.7"
+    assert login(client, PASSWORD, known).status_code == 200
+    codes = [login(client, f"wrong password {i}", known).status_code for i in range(6)]
+    assert codes[:3] == [401, 401, 401] and 429 in codes
+    # strangers elsewhere still start from the account's own count
+    assert login(client, "wrong password x", "192.0.2.50").status_code == 401
+
+
 def test_other_accounts_are_not_slowed_by_one_under_attack(client, user, make_user, fast_backoff):
     make_user("bob")
     for i in range(8):
