@@ -78,6 +78,20 @@ def _failure(server, port, proto, exc) -> dict:
     return {"server": server, "port": port, "protocol": proto, "error": code, "message": message}
 
 
+def _connected_udp(server, port) -> socket.socket:
+    """A non-blocking UDP socket connected to the server, so an ICMP port / host unreachable is
+    reported as such (ECONNREFUSED, EHOSTUNREACH) instead of ending as a timeout - as dig does."""
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.connect((server, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def system_nameservers() -> list[str]:
     return list(dns.resolver.Resolver(configure=True).nameservers)
 
@@ -129,7 +143,8 @@ def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = 
         proto = "udp"
         try:
             t0 = time.monotonic()
-            reply = dns.query.udp(q, srv, timeout=share, port=port, ignore_unexpected=True)
+            with _connected_udp(srv, port) as sock:
+                reply = dns.query.udp(q, srv, timeout=share, port=port, ignore_unexpected=True, sock=sock)
             tcp = False
             if reply.flags & dns.flags.TC:  # truncated: ask again over TCP, same deadline
                 proto = "tcp"

@@ -24,3 +24,13 @@ def test_truncated_answer_then_tcp_failure_is_a_failed_probe(mode, code, text):
     assert text in res.text and "no servers could be reached" in res.text
     assert res.data["attempts"] == [{"server": server.host, "port": server.port, "protocol": "tcp",
                                      "error": code, "message": res.data["attempts"][0]["message"]}]
+
+
+def test_nobody_listening_is_named_not_called_a_timeout():
+    """Loopback answers a closed UDP port with ICMP port unreachable: "connection refused", as dig says."""
+    with TruncatingNameserver("refuse") as server:
+        port = server.port
+    res = dns_lookup("example.com", nameservers=["127.0.0.1"], port=port, timeout=1.0)
+    assert res.success is False and res.data["error"] == "connection_refused"
+    assert "Connection refused" in res.data["message"] and "Connection refused" in res.text
+    assert res.data["attempts"][0]["protocol"] == "udp"
