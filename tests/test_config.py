@@ -25,7 +25,8 @@ def refusal(secret):
 
 @pytest.mark.parametrize("secret", [None, "", "short-secret", "change-me", "x" * 64,
                                     "REPLACE_ME_change_this_to_a_long_random_secret_value",
-                                    "your-secret-key-here-xxxxxxxxxxxxxxxxxxxxxxx", "0123456789012345678901234567890123"])
+                                    "your-secret-key-here-xxxxxxxxxxxxxxxxxxxxxxx",
+                                    "0123456789012345678901234567890123"])
 def test_production_refuses_weak_secrets(secret):
     refusal(secret)
 

@@ -5,8 +5,14 @@ from flask_smorest import Blueprint
 from app.auth.decorators import auth_required
 from app.auth.rate_key import client_ip_key
 from app.extensions import limiter
-from app.schemas.users import (LoginResponseSchema, LoginSchema, RegisterResponseSchema, RegisterSchema,
-                               UserSchema, UsersListSchema)
+from app.schemas.users import (
+    LoginResponseSchema,
+    LoginSchema,
+    RegisterResponseSchema,
+    RegisterSchema,
+    UserSchema,
+    UsersListSchema,
+)
 from app.services import users as service
 from app.services.limits import auth_limit
 
