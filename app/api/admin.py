@@ -24,7 +24,7 @@ def list_users():
 @blp.arguments(RoleSchema)
 @blp.response(200, UserUpdatedSchema)
 def set_role(body, user_id):
-    """Make a user an admin or a plain user."""
+    """Make a user an admin or a plain user; 409 ``conflict`` for the last active admin."""
     user = service.set_role(g.current_user, user_id, body["role"])
     return {"message": "User role updated successfully", "user": user}
 
@@ -44,7 +44,8 @@ def set_tier(body, user_id):
 @blp.arguments(ActiveSchema)
 @blp.response(200, UserUpdatedSchema)
 def set_active(body, user_id):
-    """Activate or deactivate a user; deactivation stops their tokens and keys at once."""
+    """Activate or deactivate a user; deactivation stops their tokens and keys at once; 409 ``conflict``
+    for the last active admin."""
     user = service.set_active(g.current_user, user_id, body["is_active"])
     return {"message": "User status updated successfully", "user": user}
 

@@ -24,7 +24,7 @@ blp = Blueprint("users", __name__, url_prefix="/api/users", description="Account
 @blp.arguments(RegisterSchema)
 @blp.response(201, RegisterResponseSchema)
 def register(body):
-    """Create an account (role user, tier Free)."""
+    """Create an account (role user, tier Free); usernames are unique whatever their case."""
     user = service.register(body["username"], body["email"], body["password"])
     return {"message": "User registered successfully", "user": user}
 
@@ -34,7 +34,7 @@ def register(body):
 @blp.arguments(LoginSchema)
 @blp.response(200, LoginResponseSchema)
 def login(body):
-    """Exchange email (or username) and password for a JWT."""
+    """Exchange email (or username) and password for a JWT; 429 while the account's login back-off runs."""
     user, token = service.login(body["password"], email=body.get("email"), username=body.get("username"))
     return {"message": "Login successful", "token": token, "user": user}
 
