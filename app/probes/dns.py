@@ -195,7 +195,8 @@ def dns_lookup(domain: str, *, record_type="A", nameservers: list[str] | None = 
     lines += ["", ";; QUESTION SECTION:"]
     for rr in response.question:
         n = rr.name.to_text()
-        lines.append(f";{n}\t{_tabs(n + ' ')}\t{dns.rdataclass.to_text(rr.rdclass)}\t{dns.rdatatype.to_text(rr.rdtype)}")
+        lines.append(f";{n}\t{_tabs(n + ' ')}\t{dns.rdataclass.to_text(rr.rdclass)}\t"
+                     f"{dns.rdatatype.to_text(rr.rdtype)}")
     for title, section in (("ANSWER", response.answer), ("AUTHORITY", response.authority),
                            ("ADDITIONAL", response.additional)):
         if section:
