@@ -25,6 +25,8 @@ def require_json_body():
     has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get("Transfer-Encoding", "")
     if request.mimetype and not request.is_json or has_body and not request.is_json:
         raise ApiError(415, "Content-Type must be application/json")
+    if has_body and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise ApiError(415, "Content-Encoding is not supported: send the body uncompressed")
 
 
 def note_rate_budget():

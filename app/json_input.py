@@ -12,6 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask.wrappers import Request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import ApiError
 
@@ -103,7 +104,17 @@ class JSONProvider(DefaultJSONProvider):
 
 
 class ApiRequest(Request):
-    """A request whose unreadable JSON body is the contract's 400 ``invalid_json``."""
+    """A request whose unreadable JSON body is the contract's 400 ``invalid_json``, and whose
+    streamed body that reaches MAX_CONTENT_LENGTH is a 413."""
+
+    def get_data(self, cache=True, as_text=False, parse_form_data=False):
+        data = super().get_data(cache=cache, as_text=False, parse_form_data=parse_form_data)
+        limit = self.max_content_length
+        # Werkzeug stops reading a chunked body (no Content-Length) at the limit without a word:
+        # the caller would see truncated JSON instead of "too large".
+        if self.content_length is None and limit is not None and len(data) >= limit:
+            raise RequestEntityTooLarge()
+        return data.decode(errors="replace") if as_text else data
 
     def on_json_loading_failed(self, e):
         if e is None:  # not a JSON content type

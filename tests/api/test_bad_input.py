@@ -1,4 +1,7 @@
 """Bad input never causes a 500, an HTML page or a half-written row."""
+import io
+import re
+
 import pytest
 
 from tests.conftest import count_rows
@@ -169,3 +172,38 @@ def test_reverse_lookup_of_a_private_address_is_refused(client, user, auth_heade
     response = client.post("/api/probes/dns", headers=auth_headers(user), json={"domain": "10.0.0.5"})
     assert response.status_code == 403
     assert count_rows("probe_jobs") == 0
+
+
+FUZZ_BODIES = [
+    {"data": b"xxx", "content_type": "text/plain"},
+    {"data": b"", "content_type": "application/json"},
+    {"data": b"null", "content_type": "application/json"},
+    {"data": b'{"a": 1}{"b": 2}', "content_type": "application/json"},
+    {"data": b'\xef\xbb\xbf{"a": 1}', "content_type": "application/json"},
+    {"data": b'{"a": [' + b"[" * 40 + b"]" * 40 + b"]}", "content_type": "application/merge-patch+json"},
+    {"data": b'{"a": 1}', "content_type": "application/json", "headers": {"Content-Encoding": "gzip"}},
+    {"query_string": "limit=99999999999999999999999&offset=%00&limit=2"},
+]
+
+
+def test_every_route_and_method_with_odd_input_is_json_and_never_500(app, client, admin, auth_headers):
+    """A GET with a body, a body on a route that takes none, odd media types: never a 500, never HTML."""
+    paths = sorted({re.sub(r"<[^>]+>", "1", rule.rule) for rule in app.url_map.iter_rules()})
+    problems = []
+    for path in paths:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            for kwargs in FUZZ_BODIES:
+                kwargs = {**kwargs, "headers": {**auth_headers(admin), **kwargs.get("headers", {})}}
+                response = client.open(path, method=method, **kwargs)
+                if response.status_code >= 500 or response.get_data() and not response.is_json:
+                    problems.append((method, path, kwargs.get("data"), response.status_code))
+    assert len(paths) > 15 and problems == []
+
+
+@pytest.mark.parametrize("size,status", [(100, 201), (200_000, 413)])
+def test_chunked_body_past_the_limit_is_413_not_truncated_json(client, user, auth_headers, size, status):
+    body = b'{"description": "' + b"x" * size + b'"}'
+    response = client.post("/api/apikeys", headers={**auth_headers(user), "Transfer-Encoding": "chunked"},
+                           input_stream=io.BytesIO(body), content_type="application/json",
+                           environ_overrides={"wsgi.input_terminated": True})  # as Gunicorn de-chunks
+    assert response.status_code == status and response.is_json
