@@ -23,10 +23,15 @@ def is_transient(error):
 
 
 def store_completion(job_id, values):
-    """Write a finished probe's outcome on its row if the row is still running; True if written."""
+    """Write a finished probe's outcome on its row; True if written.
+
+    Also over a row the sweep ended as overdue: the probe did finish (late, e.g. its write queued
+    behind a busy database), and its real outcome says more than "did not finish".
+    """
+    endable = sa.or_(_jobs.c.status == "running",
+                     sa.and_(_jobs.c.status == "failed", _jobs.c.result == OVERDUE_MESSAGE))
     with db.engine.begin() as conn:
-        written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _jobs.c.status == "running")
-                               .values(**values)).rowcount
+        written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, endable).values(**values)).rowcount
     return written == 1
 
 

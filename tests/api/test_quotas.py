@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 
 from app.db.models import ProbeJob
-from app.services.probe_jobs import complete_job, reserve_job
 from app.probes.results import ProbeResult
+from app.services.probe_jobs import complete_job, reserve_job
 from app.utils.clock import utcnow
 from tests.conftest import count_rows
 
@@ -280,3 +280,18 @@ def test_nul_characters_from_a_remote_server_are_stored_not_a_stuck_job(app, use
     stored = db_session.get(ProbeJob, job.id)
     assert (stored.status, stored.success) == ("completed", True)
     assert stored.result == "Registrar: Evil\ufffdCorp" and stored.data["registrar"] == "Evil\ufffdCorp"
+
+
+def test_a_late_result_replaces_the_sweeps_overdue_mark(app, user, db_session):
+    # Under load a completion write can queue past the deadline; the probe did finish, so its
+    # real outcome wins over "did not finish within its deadline".
+    from app.services.job_store import end_overdue_jobs
+
+    job, _ = reserve_job(user, "ping", "127.0.0.1", {"count": 1})
+    job.deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    assert end_overdue_jobs(utcnow()) == 1
+    complete_job(job, ProbeResult(True, "1 packets transmitted, 1 received", {"stats": {"received": 1}}))
+    db_session.expire_all()
+    stored = db_session.get(ProbeJob, job.id)
+    assert (stored.status, stored.success, stored.result) == ("completed", True, "1 packets transmitted, 1 received")
