@@ -81,6 +81,14 @@ class Config:
     # Pre-ping costs a round trip on every checkout. Without it, a connection dropped by a
     # database restart fails one request, and SQLAlchemy then discards the whole pool.
     DB_POOL_PRE_PING = _bool("DB_POOL_PRE_PING", False)
+    # Bounds that keep a hung or unreachable database from holding threads (app/db/engine.py):
+    # connecting, each statement (server-side statement_timeout, and the same bound plus 0.5 s on
+    # the client; 0 turns both off), waiting for a pooled connection, SQLite's lock wait, readiness.
+    DB_CONNECT_TIMEOUT = _float("DB_CONNECT_TIMEOUT", 2.0)
+    DB_STATEMENT_TIMEOUT = _float("DB_STATEMENT_TIMEOUT", 3.0)
+    DB_POOL_TIMEOUT = _float("DB_POOL_TIMEOUT", 2.0)
+    DB_SQLITE_BUSY_TIMEOUT = _float("DB_SQLITE_BUSY_TIMEOUT", 10.0)
+    DB_READY_TIMEOUT = _float("DB_READY_TIMEOUT", 2.0)
 
     JWT_SECRET_KEY = _env("JWT_SECRET_KEY")
     JWT_EXPIRES_MINUTES = _int("JWT_EXPIRES_MINUTES", 60)
@@ -113,6 +121,10 @@ class Config:
     RATELIMIT_DEFAULT = _env("RATELIMIT_DEFAULT", "50 per hour")
     RATELIMIT_AUTH = _env("RATELIMIT_AUTH", "10 per minute")
     RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", "memory://")
+    # Redis down: count limits in each process's memory until it is back (docs/faults.md), and
+    # never wait on it longer than REDIS_TIMEOUT seconds.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = _bool("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    REDIS_TIMEOUT = _float("REDIS_TIMEOUT", 1.0)
 
     CORS_ORIGINS = _list("CORS_ORIGINS", "*")
     CORS_ALLOW_CREDENTIALS = _bool("CORS_ALLOW_CREDENTIALS", False)

@@ -1,8 +1,12 @@
 """System endpoints: API root, liveness and readiness."""
-from flask import Blueprint, current_app, jsonify
+import math
+import time
+
+from flask import Blueprint, current_app, g, jsonify
 
 from app.extensions import limiter
 from app.lifecycle import is_shutting_down
+from app.services import stats
 from app.services.status import readiness
 from app.utils.clock import utcnow
 
@@ -32,25 +36,31 @@ def root():
 @blp.get("/api/health")
 @limiter.exempt
 def health():
-    """Liveness: the process answers."""
+    """Liveness: the process answers. Never touches the database: the request is counted without
+    letting its answer wait on a flush of the request counters (the next API request flushes)."""
+    started = g.pop("started", None)
+    if started is not None:
+        stats.counter.record((time.perf_counter() - started) * 1000, math.inf)
     return jsonify(status="ok", timestamp=utcnow().isoformat())
 
 
 @blp.get("/api/health/ready")
 @limiter.exempt
 def ready():
-    """Readiness: the database and the rate-limit storage answer (503 naming what fails)."""
+    """Readiness: not shutting down, the database accepts writes, the rate-limit storage answers
+    (200 ``degraded`` while limits fall back to memory); 503 naming what fails."""
     if is_shutting_down():  # SIGTERM: a balancer must move on while in-flight requests finish
         response = jsonify(error="Service Unavailable", message="Not ready: shutting down",
                            code="service_unavailable", status="shutting_down")
         response.status_code = 503
         response.headers["Retry-After"] = "5"
         return response
-    ok, checks = readiness()
-    if ok:
-        return jsonify(status="ok", checks=checks)
-    failing = ", ".join(name for name, value in checks.items() if value != "ok")
+    status, checks = readiness()
+    if status != "unavailable":
+        return jsonify(status=status, checks=checks)
+    failing = ", ".join(name for name, value in checks.items() if value != "ok" and not value.startswith("degraded"))
     response = jsonify(error="Service Unavailable", message=f"Not ready: {failing} unavailable",
-                       status="unavailable", checks=checks)
+                       code="service_unavailable", status="unavailable", checks=checks)
     response.status_code = 503
+    response.headers["Retry-After"] = "5"
     return response

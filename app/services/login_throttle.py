@@ -20,17 +20,10 @@ import time
 
 from flask import current_app
 
+from app.db.faults import active_rate_limit_storage
 from app.errors import ApiError
-from app.extensions import limiter
 
 DAY_SECONDS = 86400
-
-
-def active_rate_limit_storage():
-    """Redis, or this process's memory while the limiter has fallen back because Redis is down."""
-    if getattr(limiter, "_storage_dead", False) and getattr(limiter, "_fallback_storage", None) is not None:
-        return limiter._fallback_storage
-    return limiter.storage
 
 
 def _keys(subject):

@@ -48,9 +48,12 @@ class RequestCounter:
             for day, (count, total_ms) in pending.items():
                 _upsert(day, count, total_ms)
             db.session.commit()
-        except Exception:  # a stats hiccup must never fail a request
+        except Exception as exc:  # a stats hiccup must never fail a request
             db.session.rollback()
-            log.warning("could not flush request stats; keeping them for the next flush", exc_info=True)
+            from app.db.faults import database_failure
+
+            if database_failure(exc) is None:  # an unavailable database is logged once per outage
+                log.warning("could not flush request stats; keeping them for the next flush", exc_info=True)
             with self._lock:
                 for day, (count, total_ms) in pending.items():
                     entry = self._pending.setdefault(day, [0, 0.0])

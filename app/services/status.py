@@ -1,14 +1,18 @@
 """Figures for /api/admin/status and /api/health/ready."""
 import os
+import threading
 import time
 
 import psutil
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
 
+from app.db.models import RequestStat
 from app.extensions import db, limiter
 from app.services import stats
 from app.services.users import count_rows
+from app.utils.clock import utcnow
 
 
 def _human_bytes(n):
@@ -85,17 +89,63 @@ def server_status():
 
 
 def readiness():
-    """``(ok, checks)``: the database answers, and the rate-limit storage answers."""
+    """``(status, checks)``: ``"ok"``, ``"degraded"`` (still serving) or ``"unavailable"``.
+
+    The database must accept a write, and each check answers within DB_READY_TIMEOUT: a check
+    still waiting by then counts as failed (it runs in a thread of its own, which ends within the
+    database's own bounds). Redis down is ``degraded`` while the in-memory fallback serves limits.
+    """
+    app = current_app._get_current_object()
+    deadline = time.monotonic() + app.config["DB_READY_TIMEOUT"]
+    pending = {"database": _in_thread(app, _database_accepts_writes),
+               "rate_limit_storage": _in_thread(app, _storage_answers)}
     checks = {}
+    for name, (thread, result) in pending.items():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        checks[name] = result.get("value", "timeout")
+    storage = checks["rate_limit_storage"]
+    if storage != "ok" and app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"]:
+        checks["rate_limit_storage"] = "degraded: in-memory fallback"
+    if checks["database"] != "ok":
+        return "unavailable", checks
+    return ("ok" if checks["rate_limit_storage"] == "ok" else "degraded"), checks
+
+
+def _in_thread(app, check):
+    result = {}
+
+    def run():
+        with app.app_context():
+            result["value"] = check()
+
+    thread = threading.Thread(target=run, name="readiness-check", daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _database_accepts_writes():
+    """A real write (today's request_stats row, incremented by zero), committed: a database that
+    answers reads but cannot write (read-only file, full disk, standby) is not ready."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(RequestStat).values(day=utcnow().date(), count=0, total_ms=0.0)
+    stmt = stmt.on_conflict_do_update(index_elements=[RequestStat.day], set_={"count": RequestStat.count})
     try:
-        db.session.execute(sa.text("SELECT 1"))
+        db.session.execute(stmt)
         db.session.commit()
-        checks["database"] = "ok"
-    except Exception:
-        db.session.rollback()
-        checks["database"] = "unavailable"
+        return "ok"
+    except Exception:  # noqa: BLE001 - any failure means not ready; faults/log_safety log it
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection may refuse even the rollback
+            pass
+        return "unavailable"
+    finally:
+        db.session.remove()
+
+
+def _storage_answers():
     try:
-        checks["rate_limit_storage"] = "ok" if limiter.storage.check() else "unavailable"
-    except Exception:
-        checks["rate_limit_storage"] = "unavailable"
-    return all(v == "ok" for v in checks.values()), checks
+        return "ok" if limiter.storage.check() else "unavailable"
+    except Exception:  # noqa: BLE001 - an unreachable storage is simply not ok
+        return "unavailable"

@@ -3,6 +3,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -57,6 +58,9 @@ class PostgresServer:
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
         subprocess.run(self._as_owner([_pg_bin("initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
                                        "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
+        return self._run()
+
+    def _run(self):
         self.proc = subprocess.Popen(
             self._as_owner([_pg_bin("postgres"), "-D", self.data, "-p", str(self.port), "-h", "127.0.0.1",
                             "-k", self.dir, "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -93,8 +97,57 @@ class PostgresServer:
         conn.close()
         return self.url(name)
 
+    def processes(self):
+        """The postmaster and every backend (what a hung server means: all of them stopped)."""
+        import psutil
+
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        # As root the child is runuser; postgres runs below it.
+        return [psutil.Process(self.proc.pid)] + psutil.Process(self.proc.pid).children(recursive=True)
+
+    def _signal_all(self, signum):
+        import psutil
+
+        for process in self.processes():
+            try:
+                process.send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass  # a backend that ended meanwhile
+
+    def pause(self):
+        """SIGSTOP every server process: connections stay open, nothing answers. The postmaster
+        first, so that it forks no backend the listing below would miss."""
+        self._postmaster().send_signal(signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self):
+        self._signal_all(signal.SIGCONT)
+
+    def halt(self):
+        """Stop the server (fast shutdown: sessions are closed); the data directory stays."""
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+            self._postmaster().send_signal(signal.SIGINT)
+            self.proc.wait(30)
+
+    def _postmaster(self):
+        import psutil
+
+        top = psutil.Process(self.proc.pid)
+        if top.name() == "postgres":
+            return top
+        return next(child for child in top.children() if child.name() == "postgres")
+
+    def restart(self):
+        """Stop, then start again on the same port and data."""
+        self.halt()
+        self._run()
+        return self
+
     def stop(self):
         if self.proc:
+            self.resume()
             self.proc.terminate()
             try:
                 self.proc.wait(15)
@@ -123,6 +176,12 @@ class RedisServer:
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def halt(self):
+        """Stop the server; ``start()`` brings it back on the same port."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
 
     def stop(self):
         if self.proc:
