@@ -1,5 +1,6 @@
 """Per-request hooks: request id, JSON-only bodies, identity, timing, and the answer's headers."""
 import math
+import re
 import time
 import uuid
 
@@ -12,9 +13,14 @@ from app.services import stats
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
+# A caller's X-Request-ID is echoed in a header and written to the log: visible ASCII only.
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
 def start_request():
-    """Stamp the request with an id and a start time."""
-    g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+    """Stamp the request with an id (the caller's, when it is safe to echo) and a start time."""
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     g.started = time.perf_counter()
 
 

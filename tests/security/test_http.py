@@ -200,6 +200,13 @@ def test_x_request_id_is_an_allowed_and_exposed_cors_header(client):
         assert name in exposed
 
 
+@pytest.mark.parametrize("given,echoed", [("abc-123.x", True), ("x" * 64, True), ("x" * 65, False),
+                                          ("a\x00b", False), ("é", False), ("a b", False), ("a\x7fb", False)])
+def test_request_id_is_echoed_only_when_safe(client, given, echoed):
+    answer = client.get("/health", headers={"X-Request-ID": given}).headers["X-Request-ID"]
+    assert (answer == given) is echoed and answer.isascii() and answer.isprintable() and " " not in answer
+
+
 @pytest.mark.parametrize("path", ["/", "/api", "/health", "/api/users/login", "/api/users/me", "/api/probes/history",
                                   "/api/apikeys", "/api/apikeys/1", "/api/openapi.json"])
 def test_options_is_204_without_an_html_content_type(client, path):
