@@ -83,6 +83,10 @@ def _incomplete_head(buf, limits):
 
 def _framing_headers(head):
     """(content length or None, transfer codings, expects 100-continue), or None when malformed."""
+    lowered = head.lower()
+    if b"\r\ncontent-length:" not in lowered and b"\r\ntransfer-encoding:" not in lowered \
+            and b"\r\nexpect:" not in lowered:
+        return None, [], False  # the common case (GET): no line-by-line walk
     lines = head.split(b"\r\n")
     request_line = lines[0].split(b" ")
     http10 = request_line[-1].strip().upper() == b"HTTP/1.0"
