@@ -30,6 +30,7 @@ def login(base):
 def test_sigterm_finishes_in_flight_probes_and_refuses_new_requests(tmp_path):
     srv = StartedServer({"PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "GRACEFUL_TIMEOUT": "20"}, tmp_path).start()
     try:
+        assert not (tmp_path / ".gunicorn").exists()  # HOME: Gunicorn 27's control socket is turned off
         headers = login(srv.url)
         partial = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         partial.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n")  # head not finished yet
