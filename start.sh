@@ -59,7 +59,7 @@ fi
 # 3. Schema, admin, leftovers of a crash (only jobs past their deadline: another live instance
 #    may be running the others). Migrations are the only way the schema changes.
 log "applying migrations"
-flask db upgrade
+DB_STATEMENT_TIMEOUT=0 flask db upgrade  # a migration may rightly run longer than a request's bound
 flask ensure-admin
 flask mark-stale-jobs
 
