@@ -68,3 +68,33 @@ def test_cors_exposes_quota_headers(client):
     response = client.get("/api/health", headers={"Origin": "https://app.example.com"})
     exposed = response.headers["Access-Control-Expose-Headers"]
     assert "X-RateLimit-Remaining-Day" in exposed and "Retry-After" in exposed
+
+
+def test_ready_is_503_when_the_database_answers_reads_but_takes_no_writes(database_url):
+    """Item 23: readiness checks that the database accepts a write, within DB_READY_TIMEOUT."""
+    import sqlite3
+
+    import psycopg2
+
+    from tests.conftest import build_app
+
+    app = build_app(database_url, DB_SQLITE_BUSY_TIMEOUT=0.2, DB_READY_TIMEOUT=1.0)
+    client = app.test_client()
+    assert client.get("/api/health/ready").status_code == 200
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock; reads still pass
+    else:
+        holder = psycopg2.connect(database_url)
+        holder.cursor().execute("LOCK TABLE request_stats IN EXCLUSIVE MODE")
+    try:
+        assert client.get("/api/users/me").status_code == 401  # the app still answers
+        response = client.get("/api/health/ready")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["code"] == "service_unavailable" and body["checks"]["database"] != "ok"
+    assert response.headers["Retry-After"]
+    assert client.get("/api/health/ready").status_code == 200
