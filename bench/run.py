@@ -268,25 +268,37 @@ def fig_ping_rtt_and_wall(bench, api, headers):
     return [rtt, wall]
 
 
-def fig_rss(bench, database):
-    api = bench.start_api(database, WORKERS="1", RATELIMIT_STORAGE_URI="memory://", MAX_REQUESTS="0")
-    engine = sa.create_engine(database.replace("postgresql://", "postgresql+psycopg2://"))
+def fig_rss(bench, database, label):
+    """Worker RSS under mixed load (reads, pings, logins), one worker x 256 threads, on ``database``
+    (a PostgreSQL URL, or "" for start.sh's embedded SQLite)."""
+    api = bench.start_api(database, WORKERS="1", THREADS="256", RATELIMIT_STORAGE_URI="memory://", MAX_REQUESTS="0",
+                          PROBE_ALLOWED_NETWORKS="127.0.0.1/32")
+    url = database.replace("postgresql://", "postgresql+psycopg2://") if database else \
+        f"sqlite:///{bench.workdir / 'instance' / 'probeops.db'}"
+    engine = sa.create_engine(url)
     _, headers = seed_user(api.url, engine, "rssuser")
     engine.dispose()
     worker = psutil.Process(api.proc.pid).children()[0]
-    urls = [f"{api.url}/api/users/me", f"{api.url}/api/probes/history?limit=10", f"{api.url}/api/health"]
+    reads = [f"{api.url}/api/users/me", f"{api.url}/api/probes/history?limit=10", f"{api.url}/api/health"]
+    login = {"username": "rssuser", "password": PASSWORD}
     first, total = bench.sizes.rss_first, bench.sizes.rss_total
 
     def drive(n):
-        for url in urls:
-            load(url, n // len(urls), 8, headers)
+        pings = start_load(f"{api.url}/api/probes/ping", max(1, n // 10), 16, headers, "POST",
+                           {"host": "127.0.0.1", "count": 1})
+        logins = start_load(f"{api.url}/api/users/login", max(1, n // 200), 2, method="POST", body=login)
+        for url in reads:
+            load(url, n // len(reads), 32, headers)
+        pings.communicate(timeout=600)
+        logins.communicate(timeout=600)
 
     drive(first)
     rss_first = worker.memory_info().rss
     drive(total - first)
     rss_total = worker.memory_info().rss
-    return ratio_figure(f"worker RSS after {total:,} requests vs after {first:,}", rss_total / 2**20,
-                        rss_first / 2**20, "MiB", "<= 1.1x", False, 1.1)
+    api.stop()
+    return ratio_figure(f"worker RSS ({label}, mixed load) after {total:,} requests vs after {first:,}",
+                        rss_total / 2**20, rss_first / 2**20, "MiB", "<= 1.1x", False, 1.1)
 
 
 def fig_slow_clients(bench, api):
@@ -371,7 +383,7 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
             "health": lambda: [fig_health_under_traceroutes(bench, api, headers)],
             "rtt": lambda: fig_ping_rtt_and_wall(bench, api, headers),
             "logins": lambda: [fig_logins(bench, api, engine)],
-            "rss": lambda: [fig_rss(bench, database)],
+            "rss": lambda: [fig_rss(bench, database, "PostgreSQL"), fig_rss(bench, "", "SQLite")],
             "slow": lambda: [fig_slow_clients(bench, api)],
         }
         figures = []
