@@ -6,6 +6,7 @@ and the sweep can call them in any thread, and a failed attempt leaves nothing t
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from app.db import faults
 from app.db.models import ProbeJob
 from app.extensions import db
 
@@ -15,9 +16,14 @@ _jobs = ProbeJob.__table__
 
 
 def is_transient(error):
-    """True for a database that is away, stopped, locked or read-only: worth writing again later."""
-    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError
-                  | sa_exc.DisconnectionError):
+    """True for a database that is away, stopped, locked or read-only: worth writing again later.
+
+    The same judgement as the API's 503s (``app.db.faults``), including the raw DBAPI error a
+    worker raises while it fails fast on a known outage.
+    """
+    if faults.is_failing_fast(error) or faults.database_failure(error) is not None:
+        return True
+    if isinstance(error, sa_exc.DisconnectionError | sa_exc.InterfaceError):
         return True
     return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
