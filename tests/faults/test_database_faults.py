@@ -263,6 +263,25 @@ def test_redis_down_falls_back_to_per_process_limits(own_redis, tmp_path, sqlite
     assert ready.get_json()["checks"]["rate_limit_storage"].startswith("degraded")
 
 
+def test_a_hung_redis_falls_back_within_its_timeout(own_redis, tmp_path, sqlite_template):
+    path = tmp_path / "probeops.db"
+    shutil.copy(sqlite_template, path)
+    app = build_app(f"sqlite:///{path}", RATELIMIT_STORAGE_URI=own_redis.url, REDIS_TIMEOUT=0.5)
+    client = app.test_client()
+    signup(client)
+    own_redis.pause()
+    try:
+        started = time.monotonic()
+        login = client.post("/api/users/login", json={"email": "alice@example.com", "password": PASSWORD})
+        elapsed = time.monotonic() - started
+        ready = client.get("/api/health/ready")
+    finally:
+        own_redis.resume()
+    assert login.status_code == 200
+    assert elapsed < 10, elapsed  # REDIS_TIMEOUT bounds it (was: no bound at all)
+    assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+
+
 def test_redis_down_without_fallback_is_503_not_500(own_redis, tmp_path, sqlite_template, caplog):
     caplog.set_level(logging.INFO)
     path = tmp_path / "probeops.db"

@@ -177,6 +177,13 @@ class RedisServer:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def pause(self):
+        """SIGSTOP: connections stay open, nothing answers."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def halt(self):
         """Stop the server; ``start()`` brings it back on the same port."""
         if self.proc and self.proc.poll() is None:
@@ -185,5 +192,7 @@ class RedisServer:
 
     def stop(self):
         if self.proc:
+            if self.proc.poll() is None:
+                self.resume()
             self.proc.terminate()
             self.proc.wait(10)
