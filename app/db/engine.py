@@ -13,6 +13,7 @@
 """
 import math
 import select
+import socket
 
 import sqlalchemy.exc as sa_exc
 from sqlalchemy import event
@@ -80,16 +81,35 @@ def _refuse_while_failing_fast(_dialect, _record, _cargs, _cparams):
 def _check_pooled_connection(dbapi_connection, _record, _proxy):
     """Refuse to wait on a known outage; replace a connection the server has closed while it was idle."""
     faults.refuse_if_failing_fast()
-    if dbapi_connection.closed or _has_pending_input(dbapi_connection.fileno()):
-        # Idle, a healthy connection has nothing to read: readable means the server closed it or
-        # sent its termination notice. The pool reconnects this record and checks out again.
+    if dbapi_connection.closed or _closed_by_server(dbapi_connection):
+        # The pool reconnects this record and checks out again.
         raise sa_exc.DisconnectionError("the server closed this pooled connection")
 
 
-def _has_pending_input(fd):
+def _closed_by_server(dbapi_connection):
+    """True when an idle connection's socket holds the end of the stream or the server's error
+    (the FATAL "terminating connection" a shutdown sends). Idle, a healthy connection has
+    nothing to read, so this costs one ``poll()``; only a readable socket is looked at further."""
+    fd = dbapi_connection.fileno()
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
+    events = poller.poll(0)
+    if not events:
+        return False
+    if events[0][1] & (select.POLLHUP | select.POLLERR):
+        return True
+    if dbapi_connection.info.ssl_in_use:
+        return False  # TLS records cannot be judged from outside; DB_POOL_PRE_PING covers TLS
+    sock = socket.socket(fileno=fd)
+    try:
+        first = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()  # the descriptor stays libpq's
+    return first in (b"", b"E")  # end of stream, or an ErrorResponse nobody asked for
 
 
 def _on_error(context):
