@@ -78,8 +78,9 @@ class Config:
     DB_MAX_OVERFLOW = _int("DB_MAX_OVERFLOW", 10)
     DB_AUTH_POOL_SIZE = _int("DB_AUTH_POOL_SIZE", 2)
     DB_AUTH_MAX_OVERFLOW = _int("DB_AUTH_MAX_OVERFLOW", 4)
-    # Pre-ping costs a round trip on every checkout. Without it, a connection dropped by a
-    # database restart fails one request, and SQLAlchemy then discards the whole pool.
+    # Pre-ping costs a round trip on every checkout. Without it, a connection the server closed
+    # (restart) is still replaced at checkout by a cheaper socket check (app/db/engine.py); only
+    # a connection cut without a FIN, or over TLS, then fails its first statement (503).
     DB_POOL_PRE_PING = _bool("DB_POOL_PRE_PING", False)
     # Bounds that keep a hung or unreachable database from holding threads (app/db/engine.py):
     # connecting, each statement (server-side statement_timeout, and the same bound plus 0.5 s on
