@@ -61,7 +61,14 @@ def test_forty_wrong_passwords_from_four_addresses_are_throttled_then_the_right_
 
 @pytest.fixture
 def fast_backoff(app):
+    """A back-off short enough to wait out in a test."""
     app.config.update(LOGIN_FREE_FAILURES=2, LOGIN_BACKOFF_BASE_SECONDS=1, LOGIN_BACKOFF_MAX_SECONDS=2)
+
+
+@pytest.fixture
+def long_backoff(app):
+    """A back-off that cannot end during a test, however busy the machine."""
+    app.config.update(LOGIN_FREE_FAILURES=2, LOGIN_BACKOFF_BASE_SECONDS=60, LOGIN_BACKOFF_MAX_SECONDS=60)
 
 
 def wait_out(answer):
@@ -84,7 +91,8 @@ def test_backoff_is_capped_so_a_stranger_cannot_lock_the_account(client, user, f
     assert answer.status_code == 200
 
 
-def test_a_success_resets_the_backoff(client, user, fast_backoff):
+def test_a_success_resets_the_backoff(app, client, user):
+    app.config.update(LOGIN_FREE_FAILURES=2, LOGIN_BACKOFF_BASE_SECONDS=3, LOGIN_BACKOFF_MAX_SECONDS=3)
     assert [login(client, "wrong password 1").status_code, login(client, "wrong password 2").status_code] == [401, 401]
     third = login(client, "wrong password 3")  # opens the first back-off; its password is checked
     assert third.status_code == 401
@@ -92,18 +100,20 @@ def test_a_success_resets_the_backoff(client, user, fast_backoff):
     assert blocked.status_code == 429
     wait_out(blocked)
     assert login(client, PASSWORD).status_code == 200
-    # counted from zero again: two free failures
-    assert [login(client, "wrong password 4").status_code, login(client, "wrong password 5").status_code] == [401, 401]
+    # counted from zero again (from another address, which shares the account's count): two free
+    # failures; without the reset the first would open a back-off and the second get 429
+    again = [login(client, f"wrong password {i}", "192.0.2.2").status_code for i in (4, 5)]
+    assert again == [401, 401]
 
 
-def test_email_and_username_count_against_the_same_account(client, user, fast_backoff):
+def test_email_and_username_count_against_the_same_account(client, user, long_backoff):
     assert login(client, "wrong password 1", email="alice@example.com").status_code == 401
     assert login(client, "wrong password 2", username="ALICE").status_code == 401
     assert login(client, "wrong password 3", username="alice").status_code == 401
     assert login(client, "wrong password 4", email="Alice@Example.com").status_code == 429
 
 
-def test_unknown_accounts_are_throttled_alike_so_the_429_reveals_nothing(client, user, fast_backoff):
+def test_unknown_accounts_are_throttled_alike_so_the_429_reveals_nothing(client, user, long_backoff):
     known = [login(client, f"wrong {i} password", email="alice@example.com").status_code for i in range(6)]
     unknown = [login(client, f"wrong {i} password", email="nobody@example.com").status_code for i in range(6)]
     assert known == unknown and 429 in known
@@ -129,7 +139,7 @@ def test_strangers_cannot_lock_the_owner_out_of_an_address_they_used_before(clie
     assert login(client, PASSWORD, owner_address).status_code == 200  # the owner's does not
 
 
-def test_guesses_from_a_known_address_have_their_own_backoff(client, user, fast_backoff):
+def test_guesses_from_a_known_address_have_their_own_backoff(client, user, long_backoff):
     known = "198.51.100.7"
     assert login(client, PASSWORD, known).status_code == 200
     codes = [login(client, f"wrong password {i}", known).status_code for i in range(6)]
@@ -138,7 +148,7 @@ def test_guesses_from_a_known_address_have_their_own_backoff(client, user, fast_
     assert login(client, "wrong password x", "192.0.2.50").status_code == 401
 
 
-def test_other_accounts_are_not_slowed_by_one_under_attack(client, user, make_user, fast_backoff):
+def test_other_accounts_are_not_slowed_by_one_under_attack(client, user, make_user, long_backoff):
     make_user("bob")
     for i in range(8):
         login(client, f"wrong password {i}")
@@ -398,17 +408,30 @@ def test_wrong_revoked_and_disabled_keys_get_one_identical_answer(client, make_u
     assert www[0] == www[1] == www[2]
 
 
-def test_wrong_revoked_and_disabled_keys_take_similar_time(client, make_user, auth_headers):
-    """Medians over dozens of requests within 3x: not a speed test, it catches a bcrypt-vs-nothing gap."""
-    bad, _ = _bad_keys(client, make_user, auth_headers)
-    timings = {kind: [] for kind in bad}
-    for _ in range(40):
-        for kind, key in bad.items():  # interleaved, so a slow moment of the machine hits every kind
+def _median_times(client, keys, rounds):
+    timings = {kind: [] for kind in keys}
+    for _ in range(rounds):
+        for kind, key in keys.items():  # interleaved, so a slow moment of the machine hits every kind
             start = time.perf_counter()
             assert client.get("/api/users/me", headers={"X-API-Key": key}).status_code == 401
             timings[kind].append(time.perf_counter() - start)
-    medians = {kind: statistics.median(values) for kind, values in timings.items()}
-    assert max(medians.values()) <= 3 * min(medians.values()), medians
+    return {kind: statistics.median(values) for kind, values in timings.items()}
+
+
+def test_wrong_revoked_and_disabled_keys_take_similar_time(client, make_user, auth_headers):
+    """Medians over dozens of requests within 3x: not a speed test, it catches a bcrypt-vs-nothing gap.
+
+    A busy machine can skew one measurement; a real gap skews every one, so up to three are taken.
+    """
+    bad, _ = _bad_keys(client, make_user, auth_headers)
+    measured = []
+    for _ in range(3):
+        medians = _median_times(client, bad, 40)
+        measured.append(medians)
+        if max(medians.values()) <= 3 * min(medians.values()):
+            break
+    else:
+        pytest.fail(f"one kind of bad key answers at a different speed: {measured}")
 
 
 # --- 11. passwords are NFKC-normalised, and never only whitespace --------------------------------
