@@ -50,7 +50,7 @@ def test_forty_wrong_passwords_from_four_addresses_are_throttled_then_the_right_
     answers = [login(client, f"wrong password {i}", FOUR_ADDRESSES[i % 4]) for i in range(40)]
     codes = [answer.status_code for answer in answers]
     assert codes[:5] == [401] * 5
-    assert codes.count(429) >= 30
+    assert codes.count(429) >= 25
     throttled = next(answer for answer in answers if answer.status_code == 429)
     assert throttled.get_json()["code"] == "rate_limited"
     assert 0 < int(throttled.headers["Retry-After"]) <= 300
@@ -134,7 +134,7 @@ def test_strangers_cannot_lock_the_owner_out_of_an_address_they_used_before(clie
     owner_address = "198.51.100.7"
     assert login(client, PASSWORD, owner_address).status_code == 200  # the owner, some day before
     answers = [login(client, f"wrong password {i}", FOUR_ADDRESSES[i % 4]) for i in range(40)]
-    assert [a.status_code for a in answers].count(429) >= 30
+    assert [a.status_code for a in answers].count(429) >= 25
     assert login(client, PASSWORD, "192.0.2.99").status_code == 429  # a new address waits
     assert login(client, PASSWORD, owner_address).status_code == 200  # the owner's does not
 
@@ -205,7 +205,7 @@ def test_backoff_holds_across_gunicorn_workers_from_four_source_addresses(postgr
         answers = [post(LOGIN, {"email": "victim@example.com", "password": f"guess number {i}"}, sources[i % 4])
                    for i in range(40)]
         codes = [status for status, _, _ in answers]
-        assert codes.count(429) >= 30, codes
+        assert codes.count(429) >= 25, codes
         assert all(int(retry) > 0 for status, retry, _ in answers if status == 429)
         status, retry, body = post(LOGIN, {"email": "victim@example.com", "password": PASSWORD}, "127.0.0.5")
         assert status == 429 and int(retry) > 0 and json.loads(body)["code"] == "rate_limited"
