@@ -310,3 +310,19 @@ def test_one_budget_across_endpoints_and_workers_with_redis(tmp_path, postgres, 
         assert codes == [401] * 6 + [429] * 4  # two registrations and logins spent 4 of the loopback address's 10
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.backend.yml"])
+def test_compose_trusts_exactly_its_proxy_service_and_the_host(name):
+    import ipaddress
+    from pathlib import Path
+
+    from app.proxies import parse_trusted_proxies
+    from tests.test_deploy_files import load_compose
+
+    data = load_compose(Path(__file__).resolve().parents[2] / name)
+    trusted = parse_trusted_proxies(data["services"]["api"]["environment"]["TRUSTED_PROXIES"])
+    proxy = ipaddress.ip_address(data["services"]["proxy"]["networks"]["default"]["ipv4_address"])
+    subnet = ipaddress.ip_network(data["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert proxy in subnet and [net.num_addresses for net in trusted] == [1, 1]
+    assert {net.network_address for net in trusted} == {proxy, next(subnet.hosts())}  # the proxy and the gateway
