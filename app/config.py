@@ -156,6 +156,8 @@ class Config:
     # How long a caller waits for a finished probe's result to be stored while the database is
     # away; past that it gets 503 and the worker keeps the result and stores it later.
     PROBE_RESULT_WAIT_SECONDS = _float("PROBE_RESULT_WAIT_SECONDS", 3.0)
+    # How often each worker hands freed heap memory back to the OS (glibc malloc_trim; 0: never).
+    MEMORY_TRIM_SECONDS = _float("MEMORY_TRIM_SECONDS", 60.0)
 
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_EMAIL = _env("ADMIN_EMAIL")

@@ -5,6 +5,7 @@
 - Sweep: every ``JOB_SWEEP_SECONDS`` it ends running jobs past their deadline as failed (a
   worker killed mid-probe, a result that could not be written in time). Every worker sweeps;
   the sweep is one indexed read that finds nothing nearly always, and an idempotent update.
+- Memory: every ``MEMORY_TRIM_SECONDS`` it hands freed heap pages back to the OS (memory_trim).
 
 Started lazily (first probe, or Gunicorn's post_fork) and again in a forked child, whose
 parent's threads do not exist in it.
@@ -15,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from app.services import job_store
+from app.services import job_store, memory_trim
 from app.utils.clock import utcnow
 
 log = logging.getLogger("probeops")
@@ -33,6 +34,7 @@ class _Sweeper:
     def __init__(self, app):
         self.app = app
         self.period = float(app.config["JOB_SWEEP_SECONDS"])
+        self.trim_period = float(app.config["MEMORY_TRIM_SECONDS"])
         self.kept = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -56,6 +58,7 @@ class _Sweeper:
 
     def _run(self):
         next_sweep = time.monotonic()
+        next_trim = time.monotonic() + self.trim_period
         while True:
             with self.app.app_context():
                 if self.kept:
@@ -63,11 +66,15 @@ class _Sweeper:
                 if self.period > 0 and time.monotonic() >= next_sweep:
                     self._sweep()
                     next_sweep = time.monotonic() + self.period
+            if self.trim_period > 0 and time.monotonic() >= next_trim:
+                memory_trim.trim()
+                next_trim = time.monotonic() + self.trim_period
             with self.lock:
                 if not self.kept and self.period <= 0:
                     self.thread = None  # nothing to do: a later keep() starts a new thread
                     return
-                wait = RETRY_SECONDS if self.kept else max(0.0, next_sweep - time.monotonic())
+                due = min(next_sweep, next_trim) if self.trim_period > 0 else next_sweep
+                wait = RETRY_SECONDS if self.kept else max(0.0, due - time.monotonic())
             self.wake.wait(wait)
             self.wake.clear()
 
