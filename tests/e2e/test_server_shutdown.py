@@ -44,12 +44,14 @@ def test_sigterm_finishes_in_flight_probes_and_refuses_new_requests(tmp_path):
         worker.start()
         time.sleep(1.0)  # the ping is running (about 3 s)
         os.kill(srv.proc.pid, signal.SIGTERM)  # the master, as `docker stop` does
-        time.sleep(0.5)
-
-        began = time.monotonic()
-        with pytest.raises(requests.ConnectionError):
-            requests.get(srv.url + "/health", timeout=5)
-        assert time.monotonic() - began < 2  # refused at once, not left waiting
+        signalled = time.monotonic()
+        while True:  # until the worker has handled the signal a new client is still served
+            try:
+                requests.get(srv.url + "/health", timeout=3)  # a ReadTimeout here: queued for nobody
+            except requests.ConnectionError:
+                break  # refused at once
+            assert time.monotonic() - signalled < 5, "new connections still accepted after SIGTERM"
+            time.sleep(0.1)
 
         raw = partial.recv(4096)
         partial.close()
