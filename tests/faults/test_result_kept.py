@@ -1,11 +1,9 @@
 """Issue 8 item 21 (results): a probe that finishes while PostgreSQL is down keeps its result.
 
-A dedicated PostgreSQL (not the session's shared one) is stopped with ``pg_ctl stop -m fast``
-while a real ping to 127.0.0.1 runs, and started again after the probe has finished.
+A dedicated PostgreSQL (not the session's shared one) is stopped (fast shutdown) or hung (every
+server process SIGSTOPped) while a real ping to 127.0.0.1 runs, and brought back after the probe
+has finished.
 """
-import os
-import shutil
-import subprocess
 import threading
 import time
 
@@ -13,39 +11,22 @@ import psycopg2
 import pytest
 
 from tests.conftest import PASSWORD, build_app, migrate
-from tests.support.servers import PostgresServer, _pg_bin
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.slow
 
 PING = {"host": "127.0.0.1", "count": 4}  # 4 packets, 0.05 s apart (test config): done in well under 2 s
 
 
-class RestartablePostgres(PostgresServer):
-    """The session's PostgresServer, with a real stop and start of the same data directory."""
-
-    def pg_ctl(self, *args):
-        subprocess.run(self._as_owner([_pg_bin("pg_ctl"), "-D", self.data, *args]), check=True,
-                       capture_output=True, timeout=60)
-
-    def down(self):
-        self.pg_ctl("stop", "-m", "fast", "-w")
-
-    def up(self):
-        options = f"-p {self.port} -h 127.0.0.1 -k {self.dir} -c fsync=off -c synchronous_commit=off"
-        self.pg_ctl("start", "-w", "-o", options, "-l", os.path.join(self.dir, "restart.log"))
-        self._wait_ready()
-
-    def stop(self):
-        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
-            self.pg_ctl("stop", "-m", "immediate", "-w")
-        if self.proc:
-            self.proc.wait(15)
-        shutil.rmtree(self.dir, ignore_errors=True)
+OUTAGES = {
+    "stopped": (PostgresServer.halt, PostgresServer._run),   # fast shutdown, then started again
+    "hung": (PostgresServer.pause, PostgresServer.resume),   # every server process SIGSTOPped, then SIGCONT
+}
 
 
 @pytest.fixture
 def pg():
-    server = RestartablePostgres().start()
+    server = PostgresServer().start()
     yield server
     server.stop()
 
@@ -92,13 +73,13 @@ def ping_in_thread(app, headers):
     return thread, answer
 
 
-def stop_while_running(pg, url):
-    """Wait for the probe's row to be committed as running, then stop PostgreSQL under it."""
+def fail_while_running(pg, url, outage):
+    """Wait for the probe's row to be committed as running, then take PostgreSQL away under it."""
     deadline = time.monotonic() + 10
     while (row := job_row(url)) is None or row[1] != "running":
         assert time.monotonic() < deadline, "the probe's job never appeared"
         time.sleep(0.005)
-    pg.down()
+    OUTAGES[outage][0](pg)
     return row[0]
 
 
@@ -106,10 +87,10 @@ def test_a_result_finished_during_a_short_outage_is_stored_and_answered(pg):
     app, url = make_app(pg, PING_INTERVAL=0.3, PROBE_RESULT_WAIT_SECONDS=20)
     headers = register(app)
     thread, answer = ping_in_thread(app, headers)
-    job_id = stop_while_running(pg, url)
+    job_id = fail_while_running(pg, url, "stopped")
     time.sleep(2.5)  # the probe (4 x 0.3 s) finishes while the database is down
     assert thread.is_alive(), "the caller must wait for the database, not get an error"
-    pg.up()
+    OUTAGES["stopped"][1](pg)
     thread.join(30)
     assert answer["status"] == 200, answer
     assert answer["body"]["job_id"] == job_id and answer["body"]["success"] is True
@@ -119,18 +100,19 @@ def test_a_result_finished_during_a_short_outage_is_stored_and_answered(pg):
     assert result == answer["body"]["result"] and data["stats"]["received"] == 4
 
 
-def test_a_result_finished_during_a_long_outage_is_kept_and_written_later(pg):
+@pytest.mark.parametrize("outage", sorted(OUTAGES))
+def test_a_result_finished_during_a_long_outage_is_kept_and_written_later(pg, outage):
     app, url = make_app(pg, PING_INTERVAL=0.3, PROBE_RESULT_WAIT_SECONDS=1, PROBE_DEADLINE_MARGIN_SECONDS=60)
     headers = register(app)
     thread, answer = ping_in_thread(app, headers)
-    job_id = stop_while_running(pg, url)
+    job_id = fail_while_running(pg, url, outage)
     thread.join(30)
     # Before: 500 and "could not be stored". Now: 503 with Retry-After, and the result is kept.
     assert answer["status"] == 503, answer
     assert answer["body"]["code"] == "service_unavailable" and int(answer["headers"]["Retry-After"]) >= 1
     assert f"job {job_id}" in answer["body"]["message"]
-    time.sleep(1.0)  # the worker keeps trying while the database is still down
-    pg.up()
+    time.sleep(1.0)  # the worker keeps trying while the database is still away
+    OUTAGES[outage][1](pg)
     give_up = time.monotonic() + 30
     while (row := job_row(url, job_id)) is None or row[1] == "running":
         assert time.monotonic() < give_up, "the kept result was never written"
