@@ -159,6 +159,14 @@ class Config:
     # How often each worker hands freed heap memory back to the OS (glibc malloc_trim; 0: never).
     MEMORY_TRIM_SECONDS = _float("MEMORY_TRIM_SECONDS", 60.0)
 
+    # Agents (docs/agents.md): unset = the embedded default (the API runs probes itself, location
+    # `local`); redis:// or rediss:// = probes go through Celery to the agents online.
+    CELERY_BROKER_URL = _env("CELERY_BROKER_URL", "")
+    DEFAULT_LOCATION = _env("DEFAULT_LOCATION", "")  # agent for sync probes; empty: any online
+    AGENT_OFFLINE_SECONDS = _float("AGENT_OFFLINE_SECONDS", 30.0)  # silent this long: offline
+    BROKER_TIMEOUT = _float("BROKER_TIMEOUT", 1.0)  # the API's wait on the broker: then 503
+    CENTRAL_WORKER_CONCURRENCY = _int("CENTRAL_WORKER_CONCURRENCY", 8)  # ./start.sh worker threads
+
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_EMAIL = _env("ADMIN_EMAIL")
     ADMIN_PASSWORD = _env("ADMIN_PASSWORD")
