@@ -2,6 +2,8 @@
 # Start the ProbeOps API under Gunicorn.
 #
 #   ./start.sh            # embedded default: SQLite in ./instance, generated dev secret
+#   ./start.sh agent      # one probe agent (Celery; needs CELERY_BROKER_URL and AGENT_*, no database)
+#   ./start.sh worker     # the central worker: stores the agents' results, ends overdue ones
 #
 # Steps: Python environment -> wait for the database -> migrations -> admin from ADMIN_* ->
 # stale jobs marked failed -> exec Gunicorn (buffered gthread workers, CPU-scaled). docs/START_SCRIPT.md
@@ -18,7 +20,7 @@ if [ -f .env ] && [ -z "${PROBEOPS_SKIP_DOTENV:-}" ]; then
 fi
 
 # 1. Python environment: use the current one if it has our packages, else ./.venv.
-if ! python3 -c 'import flask, gunicorn, flask_smorest, dns, psycopg2' 2>/dev/null; then
+if ! python3 -c 'import flask, gunicorn, flask_smorest, dns, psycopg2, celery' 2>/dev/null; then
   if [ ! -x .venv/bin/python ]; then
     log "creating virtualenv in .venv"
     python3 -m venv .venv
@@ -33,6 +35,23 @@ if ! python3 -c 'import flask, gunicorn, flask_smorest, dns, psycopg2' 2>/dev/nu
   fi
 fi
 export FLASK_APP=main.py
+
+# Roles (docs/agents.md): the API (no argument), an agent, or the central worker.
+ROLE=${1:-api}
+case "$ROLE" in
+  api) ;;
+  agent|worker)
+    if [ -z "${CELERY_BROKER_URL:-}" ]; then
+      log "./start.sh $ROLE needs CELERY_BROKER_URL (redis://... or rediss://...)"; exit 2
+    fi ;;
+  *) log "unknown role '$ROLE': ./start.sh [agent|worker]"; exit 2 ;;
+esac
+if [ "$ROLE" = agent ]; then
+  # An agent needs the broker and nothing else: no database, no migrations, no admin.
+  unset DATABASE_URL
+  log "agent ${AGENT_NAME:-$(hostname -s)}: probes from here, results back through the broker"
+  exec python3 -m app.agent
+fi
 
 # 2. Wait for the database (PostgreSQL may still be starting under docker-compose).
 DB_WAIT_SECONDS=${DB_WAIT_SECONDS:-60}
@@ -54,6 +73,12 @@ while True:
             sys.exit(f"[start.sh] database not reachable: {type(exc).__name__}")
         time.sleep(1)
 PY
+fi
+
+if [ "$ROLE" = worker ]; then
+  # Migrations are the API's to run; the worker writes rows of the schema the API put there.
+  log "central worker: stores results from ${CELERY_BROKER_URL%%://*}:// and ends overdue jobs"
+  exec python3 -m app.worker
 fi
 
 # 3. Schema, admin, leftovers of a crash (only jobs past their deadline: another live instance
