@@ -48,7 +48,7 @@ def health():
 @limiter.exempt
 def ready():
     """Readiness: not shutting down, the database accepts writes, the rate-limit storage answers
-    (200 ``degraded`` while limits fall back to memory); 503 naming what fails."""
+    (200, the check saying ``degraded`` while limits fall back to memory); 503 naming what fails."""
     if is_shutting_down():  # SIGTERM: a balancer must move on while in-flight requests finish
         response = jsonify(error="Service Unavailable", message="Not ready: shutting down",
                            code="service_unavailable", status="shutting_down")

@@ -259,7 +259,7 @@ def test_redis_down_falls_back_to_per_process_limits(own_redis, tmp_path, sqlite
     assert len([r for r in caplog.records if "falling back to in-memory" in r.getMessage()]) == 1
     ready = client.get("/api/health/ready")
     assert ready.status_code == 200
-    assert ready.get_json()["status"] == "degraded"
+    assert ready.get_json()["status"] == "ok"  # still serving, as the contract's 200 says
     assert ready.get_json()["checks"]["rate_limit_storage"].startswith("degraded")
 
 
@@ -279,7 +279,7 @@ def test_a_hung_redis_falls_back_within_its_timeout(own_redis, tmp_path, sqlite_
         own_redis.resume()
     assert login.status_code == 200
     assert elapsed < 10, elapsed  # REDIS_TIMEOUT bounds it (was: no bound at all)
-    assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+    assert ready.status_code == 200 and ready.get_json()["checks"]["rate_limit_storage"].startswith("degraded")
 
 
 def test_redis_down_without_fallback_is_503_not_500(own_redis, tmp_path, sqlite_template, caplog):
