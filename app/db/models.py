@@ -1,4 +1,4 @@
-"""Database models: User, ApiKey, ProbeJob and the cross-worker request counters."""
+"""Database models: User, ApiKey, ProbeJob, Measurement and the cross-worker request counters."""
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -10,7 +10,9 @@ from app.utils.clock import utcnow
 ROLES = ("user", "admin")
 TIERS = ("Free", "Standard", "Enterprise")
 PROBE_TYPES = ("ping", "traceroute", "dns", "whois")
-JOB_STATUSES = ("running", "completed", "failed")
+JOB_STATUSES = ("queued", "running", "completed", "failed", "timeout")
+JOB_ACTIVE = ("queued", "running")  # not ended yet
+MEASUREMENT_STATUSES = ("in-progress", "finished")
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -79,8 +81,15 @@ class ApiKey(db.Model):
     user = relationship("User", back_populates="api_keys", lazy="raise")
 
 
+ACTIVE_SQL = sa.text("status IN ('queued', 'running')")
+
+
 class ProbeJob(db.Model):
-    """One probe a user ran: committed as ``running`` before it starts, completed after."""
+    """One probe (a synchronous one, or one result of a measurement): queued, running, then ended.
+
+    Ended is ``completed`` | ``failed`` | ``timeout``; ``error_code`` names why it could not run
+    (``target_refused`` jobs do not count against the quota).
+    """
 
     __tablename__ = "probe_jobs"
 
@@ -90,24 +99,50 @@ class ProbeJob(db.Model):
     target: Mapped[str] = mapped_column(sa.String(255))
     address: Mapped[str] = mapped_column(sa.String(64), nullable=True)
     parameters: Mapped[str] = mapped_column(sa.Text, default="{}")
-    status: Mapped[str] = mapped_column(sa.String(16), default="running")
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     success: Mapped[bool] = mapped_column(nullable=True)
     result: Mapped[str] = mapped_column(sa.Text, nullable=True)
     data: Mapped[dict] = mapped_column(sa.JSON, nullable=True)
     created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
-    # When a running job is overdue and gets ended as failed (its probe's bound plus a margin).
-    # NULL only on rows that had already ended before migration 0003.
+    # When a queued or running job is overdue and gets ended as timeout (its probe's bound plus
+    # a margin). NULL only on rows that had already ended before migration 0003.
     deadline_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    started_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    location: Mapped[str] = mapped_column(sa.String(64), nullable=True)
+    measurement_id: Mapped[str] = mapped_column(sa.ForeignKey("measurements.id", ondelete="CASCADE"), nullable=True)
+    error_code: Mapped[str] = mapped_column(sa.String(32), nullable=True)
 
     __table_args__ = (
         # History (newest first) and quota counts (since midnight / the 1st) both walk this.
         sa.Index("ix_probe_jobs_user_id_created_at", "user_id", "created_at"),
-        sa.Index("ix_probe_jobs_status_running", "status",
-                 postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'")),
-        # The per-user running cap counts only a user's running, not overdue, jobs.
+        sa.Index("ix_probe_jobs_status_running", "status", postgresql_where=ACTIVE_SQL, sqlite_where=ACTIVE_SQL),
+        # The per-user cap counts only a user's queued or running, not overdue, jobs.
         sa.Index("ix_probe_jobs_running_user_deadline", "user_id", "deadline_at",
-                 postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'")),
+                 postgresql_where=ACTIVE_SQL, sqlite_where=ACTIVE_SQL),
+        sa.Index("ix_probe_jobs_measurement_id", "measurement_id"),
+    )
+
+
+class Measurement(db.Model):
+    """One probe type against one target from one or more locations; its results are ProbeJob rows."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)  # random, URL-safe, not guessable
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(sa.String(16))
+    target: Mapped[str] = mapped_column(sa.String(255))
+    options: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    locations: Mapped[list] = mapped_column(sa.JSON, default=list)
+    limit: Mapped[int] = mapped_column("limit", sa.Integer, default=1)
+    probes_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    status: Mapped[str] = mapped_column(sa.String(16), default="in-progress")
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        sa.Index("ix_measurements_user_id_created_at", "user_id", "created_at"),
     )
 
 

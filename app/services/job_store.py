@@ -1,18 +1,23 @@
-"""The two writes that end a probe job, each one short transaction of its own.
+"""The writes that move a probe job along (queued -> running -> completed | failed | timeout).
 
-They run on a connection of their own (not the request's session), so the background writer
-and the sweep can call them in any thread, and a failed attempt leaves nothing to roll back.
+Each is one short transaction on a connection of its own (not the request's session), so the
+embedded executor, the central Celery worker, the background writer and the sweep can call them
+in any thread, and a failed attempt leaves nothing to roll back. ``store_outcome`` is the one
+function that writes a probe's result, wherever it ran.
 """
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from app.db import faults
-from app.db.models import ProbeJob
+from app.db.models import JOB_ACTIVE, Measurement, ProbeJob
 from app.extensions import db
+from app.utils.clock import utcnow
 
 OVERDUE_MESSAGE = "The probe did not finish within its deadline"
+ENDED = ("completed", "failed", "timeout")
 
 _jobs = ProbeJob.__table__
+_measurements = Measurement.__table__
 
 
 def is_transient(error):
@@ -28,29 +33,122 @@ def is_transient(error):
     return isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
 
 
-def store_completion(job_id, values):
-    """Write a finished probe's outcome on its row; True if written.
+def _storable(value):
+    """Remote servers can put NUL characters in their answers; PostgreSQL text cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
-    Also over a row the sweep ended as overdue: the probe did finish (late, e.g. its write queued
-    behind a busy database), and its real outcome says more than "did not finish".
+
+def job_status(outcome):
+    """The job row's status for an OUTCOME: completed when the probe ran and succeeded, else failed."""
+    return "completed" if outcome.get("status") == "finished" and outcome.get("success") else "failed"
+
+
+def outcome_values(outcome, location=None, now=None):
+    """The row values that record ``outcome`` (as run at ``location``)."""
+    now = now or utcnow()
+    values = {"status": job_status(outcome), "success": bool(outcome.get("success")),
+              "result": _storable(outcome.get("result") or ""), "data": _storable(outcome.get("data") or {}),
+              "error_code": outcome.get("code"), "completed_at": now}
+    if outcome.get("address"):
+        values["address"] = str(outcome["address"])[:64]
+    if location:
+        values["location"] = str(location)[:64]
+    return values
+
+
+def _endable():
+    """Rows a result may still be written on: in flight, or ended by the sweep as overdue.
+
+    Over an overdue row too: the probe did finish (late, e.g. its write queued behind a busy
+    database), and its real outcome says more than "did not finish".
     """
-    endable = sa.or_(_jobs.c.status == "running",
-                     sa.and_(_jobs.c.status == "failed", _jobs.c.result == OVERDUE_MESSAGE))
+    return sa.or_(_jobs.c.status.in_(JOB_ACTIVE), _jobs.c.status == "timeout",
+                  sa.and_(_jobs.c.status == "failed", _jobs.c.result == OVERDUE_MESSAGE))
+
+
+def _touch_measurements(conn, measurement_ids, now):
+    """Bump ``updated_at`` of these measurements; ``finished`` once none of their jobs is in flight."""
+    for measurement_id in {m for m in measurement_ids if m}:
+        active = conn.execute(sa.select(sa.func.count()).select_from(_jobs).where(
+            _jobs.c.measurement_id == measurement_id, _jobs.c.status.in_(JOB_ACTIVE))).scalar()
+        values = {"updated_at": now}
+        if not active:
+            values["status"] = "finished"
+        conn.execute(sa.update(_measurements).where(_measurements.c.id == measurement_id).values(**values))
+
+
+def _write(job_id, values, now):
     with db.engine.begin() as conn:
-        written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, endable).values(**values)).rowcount
+        measurement_id = conn.execute(sa.select(_jobs.c.measurement_id).where(_jobs.c.id == job_id)).scalar()
+        written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _endable()).values(**values)).rowcount
+        if written:
+            _touch_measurements(conn, [measurement_id], now)
     return written == 1
 
 
+def store_outcome(job_id, outcome, location=None):
+    """Write a probe's OUTCOME (app.probes.execute) on its job row; True if written.
+
+    Also ends the job's measurement when this was its last result in flight.
+    """
+    now = utcnow()
+    values = outcome_values(outcome, location, now)
+    values["started_at"] = sa.func.coalesce(_jobs.c.started_at, _jobs.c.created_at)
+    return _write(job_id, values, now)
+
+
+def store_completion(job_id, values):
+    """Write already-built row values on the job (the kept results of an outage); True if written."""
+    return _write(job_id, values, utcnow())
+
+
+def mark_started(job_id, started_at, location=None):
+    """queued -> running, with when (and where) it started; True if the row was queued."""
+    values = {"status": "running", "started_at": started_at}
+    if location:
+        values["location"] = str(location)[:64]
+    with db.engine.begin() as conn:
+        return conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _jobs.c.status == "queued")
+                            .values(**values)).rowcount == 1
+
+
+def delete_job(job_id):
+    """Remove a job row (a synchronous probe whose target the executor refused: no job, as the contract says)."""
+    from app.db.models import User
+
+    with db.engine.begin() as conn:
+        user_id = conn.execute(sa.select(_jobs.c.user_id).where(_jobs.c.id == job_id)).scalar()
+        if conn.execute(sa.delete(_jobs).where(_jobs.c.id == job_id)).rowcount and user_id is not None:
+            users = User.__table__
+            conn.execute(sa.update(users).where(users.c.id == user_id)
+                         .values(probe_job_count=users.c.probe_job_count - 1))
+
+
 def end_overdue_jobs(now):
-    """End every running job whose deadline has passed as failed; returns how many.
+    """End every queued or running job whose deadline has passed as ``timeout``; returns how many.
 
     A read first, so that a sweep that finds nothing (nearly always) takes no write lock.
     """
-    overdue = sa.and_(_jobs.c.status == "running", _jobs.c.deadline_at < now)
+    overdue = sa.and_(_jobs.c.status.in_(JOB_ACTIVE), _jobs.c.deadline_at < now)
     with db.engine.connect() as conn:
         found = conn.execute(sa.select(_jobs.c.id).where(overdue).limit(1)).first()
     if found is None:
         return 0
     with db.engine.begin() as conn:
-        return conn.execute(sa.update(_jobs).where(overdue).values(
-            status="failed", success=False, completed_at=now, result=OVERDUE_MESSAGE)).rowcount
+        measurement_ids = conn.execute(sa.select(_jobs.c.measurement_id).where(overdue).distinct()).scalars().all()
+        ended = conn.execute(sa.update(_jobs).where(overdue).values(
+            status="timeout", success=False, completed_at=now, result=OVERDUE_MESSAGE)).rowcount
+        _touch_measurements(conn, measurement_ids, now)
+    return ended
+
+
+def job_state(job_id):
+    """The job's status, or None when the row is gone (one cheap read)."""
+    with db.engine.connect() as conn:
+        return conn.execute(sa.select(_jobs.c.status).where(_jobs.c.id == job_id)).scalar()

@@ -2,8 +2,9 @@
 
 - Results: a probe that finished while the database was away hands its outcome here; the
   thread writes it as soon as the database answers again, until the job's deadline.
-- Sweep: every ``JOB_SWEEP_SECONDS`` it ends running jobs past their deadline as failed (a
-  worker killed mid-probe, a result that could not be written in time). Every worker sweeps;
+- Sweep: every ``JOB_SWEEP_SECONDS`` it ends queued or running jobs past their deadline as
+  ``timeout`` (a worker killed mid-probe, an agent that never answered, a result that could not be
+  written in time). Every worker sweeps;
   the sweep is one indexed read that finds nothing nearly always, and an idempotent update.
 - Memory: every ``MEMORY_TRIM_SECONDS`` it hands freed heap pages back to the OS (memory_trim).
 
@@ -103,7 +104,7 @@ class _Sweeper:
             return
         self._recovered()
         if ended:
-            log.warning("%d running job(s) past their deadline ended as failed", ended)
+            log.warning("%d job(s) past their deadline ended as timeout", ended)
 
     def _forget(self, job_id):
         with self.lock:

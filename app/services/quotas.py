@@ -15,6 +15,7 @@ from app.extensions import db
 from app.utils.clock import start_of_day, start_of_month, start_of_next_month, utcnow
 
 DAY_SECONDS = 86400
+REFUSED = "target_refused"  # a job the executor refused to run does not count
 
 
 @dataclass
@@ -84,7 +85,8 @@ def usage_for(user, now=None):
             sa.select(
                 sa.func.count().filter(ProbeJob.created_at >= day_start),
                 sa.func.count(),
-            ).where(ProbeJob.user_id == user.id, ProbeJob.created_at >= min(day_start, month_start))
+            ).where(ProbeJob.user_id == user.id, ProbeJob.created_at >= min(day_start, month_start),
+                    sa.or_(ProbeJob.error_code.is_(None), ProbeJob.error_code != REFUSED))
         ).one()
     return QuotaUsage(
         day_used=day_used, month_used=month_used, day_limit=day_limit, month_limit=month_limit,
