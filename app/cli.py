@@ -44,7 +44,7 @@ def ensure_admin_from_env():
 @click.command("mark-stale-jobs")
 def mark_stale_jobs():
     """End running jobs past their deadline as failed (start.sh; jobs of live instances are left alone)."""
-    click.echo(f"{probe_jobs.mark_stale_jobs()} stale running job(s) past their deadline marked failed")
+    click.echo(f"{probe_jobs.mark_stale_jobs()} stale job(s) past their deadline marked timeout")
 
 
 def init_app(app):

@@ -15,6 +15,7 @@ from app.utils.clock import utcnow
 
 OVERDUE_MESSAGE = "The probe did not finish within its deadline"
 ENDED = ("completed", "failed", "timeout")
+ACTIVE = JOB_ACTIVE
 
 _jobs = ProbeJob.__table__
 _measurements = Measurement.__table__

@@ -1,37 +1,41 @@
-"""The life of a ProbeJob: reserve (quota + concurrency, atomically), run, complete.
+"""The life of a ProbeJob: reserve (quota + concurrency, atomically), dispatch, wait, answer.
 
-The row is committed as ``running``, with its deadline, before the probe starts and completed
-after. A result the database cannot take right now is kept by the worker and stored when the
-database is back (``job_sweeper``); a job nobody completes (a killed worker) is ended as failed
+Reservation inserts the job rows ``queued``, with their deadline, in one locked transaction
+(one row for a synchronous probe, one per location for a measurement). The dispatcher runs them
+(embedded: this worker's thread pool; Celery: the agents) and ``job_store.store_outcome`` writes
+each result. A job nobody completes (a killed worker, a silent agent) is ended as ``timeout``
 once its deadline passes, by the sweep of any running worker.
 """
 import json
 import logging
 import threading
-import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db.models import ProbeJob, User
+from app.db.models import JOB_ACTIVE, ProbeJob, User
 from app.errors import ApiError
 from app.extensions import db
-from app.probes.results import ProbeResult
+from app.probes.execute import outcome as make_outcome
+from app.probes.spec import ProbeSpec, bounds_from_config
 from app.services import job_store, job_sweeper
+from app.services.dispatch import get_dispatcher
 from app.services.job_deadlines import job_deadline
 from app.services.quotas import usage_for
 from app.utils.clock import utcnow
 
 log = logging.getLogger("probeops")
 
+WAIT_MARGIN_SECONDS = 2.0  # the synchronous caller waits for the deadline plus this
+
 _slots_lock = threading.Lock()
 _slots = {"running": 0}
 
 
 class _WorkerSlot:
-    """A per-process cap on probes in flight, so one worker never drowns in probes."""
+    """A per-process cap on synchronous probes in flight, so one worker never drowns in probes."""
 
     def __enter__(self):
         limit = current_app.config["PROBE_MAX_CONCURRENT_PER_WORKER"]
@@ -47,57 +51,88 @@ class _WorkerSlot:
             _slots["running"] -= 1
 
 
-def _quota_error(usage):
+def _quota_error(usage, needed=1):
     period = usage.exhausted
+    if period is None:  # not exhausted, but too little left for all of them
+        day, month = usage.day_remaining, usage.month_remaining
+        period = "month" if month is not None and (day is None or month < day) else "day"
     limit = usage.month_limit if period == "month" else usage.day_limit
-    retry = max(1, usage.reset - int(utcnow().timestamp()))
+    reset_epoch = usage.month_reset if period == "month" else usage.day_reset
+    retry = max(1, reset_epoch - int(utcnow().timestamp()))
     headers = {**usage.headers(), "Retry-After": str(retry)}
-    reset = datetime.fromtimestamp(usage.reset, UTC).isoformat()
+    reset = datetime.fromtimestamp(reset_epoch, UTC).isoformat()
     label = "Daily" if period == "day" else "Monthly"
+    if needed > 1:
+        left = usage.month_remaining if period == "month" else usage.day_remaining
+        return ApiError(429, f"{label} probe quota of {limit} cannot cover {needed} results ({left} left); "
+                             f"it resets at {reset}", headers, code="quota_exceeded")
     return ApiError(429, f"{label} probe quota of {limit} reached; it resets at {reset}", headers,
                     code="quota_exceeded")
 
 
-def reserve_job(user, probe_type, target, parameters, address=None):
-    """Check quota and concurrency and insert the ``running`` job, in one locked transaction.
+def _covers(usage, needed):
+    return all(left is None or left >= needed for left in (usage.day_remaining, usage.month_remaining))
 
-    Returns ``(job, usage)`` with usage counted after this job; raises ApiError(429).
+
+def reserve_jobs(user, probe_type, target, parameters, locations, *, address=None, measurement=None,
+                 check_concurrency=True):
+    """Check quota (and the per-user cap) and insert one ``queued`` job per location, in one locked transaction.
+
+    ``measurement`` (a new Measurement row) is inserted in the same transaction. Returns
+    ``(jobs, usage)`` with usage counted after these jobs; raises ApiError(429) with nothing inserted.
     """
     now = utcnow()
     session = db.session
+    needed = len(locations)
     try:
         # The lock: a write to the user's row serialises this user's reservations.
         session.execute(sa.update(User).where(User.id == user.id)
-                        .values(last_probe_at=now, probe_job_count=User.probe_job_count + 1))
+                        .values(last_probe_at=now, probe_job_count=User.probe_job_count + needed))
         usage = usage_for(user, now)
-        if usage.exhausted:
-            raise _quota_error(usage)
-        _check_concurrency(user, now)
+        if usage.exhausted or not _covers(usage, needed):
+            raise _quota_error(usage, needed)
+        if check_concurrency:
+            _check_concurrency(user, now)
         deadline = job_deadline(probe_type, parameters, current_app.config, now)
-        job = ProbeJob(user_id=user.id, probe_type=probe_type, target=target, address=address,
-                       parameters=json.dumps(parameters, separators=(",", ":"), sort_keys=True),
-                       status="running", created_at=now, deadline_at=deadline)
-        session.add(job)
+        if measurement is not None:
+            session.add(measurement)
+            session.flush()
+        encoded = json.dumps(parameters, separators=(",", ":"), sort_keys=True)
+        jobs = [ProbeJob(user_id=user.id, probe_type=probe_type, target=target, address=address, parameters=encoded,
+                         status="queued", created_at=now, deadline_at=deadline, location=location,
+                         measurement_id=measurement.id if measurement is not None else None)
+                for location in locations]
+        session.add_all(jobs)
         session.flush()
-        job_id = job.id
+        ids = [job.id for job in jobs]
         session.commit()
     except BaseException:
         session.rollback()
         raise
     # Known without asking the database again: completing the job must not need it.
-    set_committed_value(job, "id", job_id)
-    set_committed_value(job, "deadline_at", deadline)
-    usage.day_used += 1
-    usage.month_used += 1
-    return job, usage
+    for job, job_id in zip(jobs, ids, strict=True):
+        set_committed_value(job, "id", job_id)
+        set_committed_value(job, "deadline_at", deadline)
+        set_committed_value(job, "created_at", now)
+    usage.day_used += needed
+    usage.month_used += needed
+    return jobs, usage
+
+
+def reserve_job(user, probe_type, target, parameters, address=None, location=None):
+    """One synchronous job: ``(job, usage)`` (see ``reserve_jobs``)."""
+    jobs, usage = reserve_jobs(user, probe_type, target, parameters, [location], address=address)
+    return jobs[0], usage
 
 
 def _check_concurrency(user, now):
     cap = current_app.config["TIER_CONCURRENT_PROBES"].get(user.subscription_tier, 1)
-    # Overdue rows are not probes in flight (a killed worker's, not yet swept): they don't count.
+    # Overdue rows are not probes in flight (a killed worker's, not yet swept): they don't count;
+    # nor do a measurement's results, which queue rather than hold a caller.
     running = db.session.scalar(
         sa.select(sa.func.count()).select_from(ProbeJob)
-        .where(ProbeJob.user_id == user.id, ProbeJob.status == "running", ProbeJob.deadline_at > now)
+        .where(ProbeJob.user_id == user.id, ProbeJob.status.in_(JOB_ACTIVE), ProbeJob.deadline_at > now,
+               ProbeJob.measurement_id.is_(None))
     )
     if running >= cap:
         raise ApiError(429, f"You already have {running} probes running, the most your "
@@ -105,80 +140,90 @@ def _check_concurrency(user, now):
                        {"Retry-After": "1"}, code="concurrency_limit")
 
 
-def _storable(value):
-    """Remote servers can put NUL characters in their answers; PostgreSQL text cannot hold them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
-    return value
-
-
-def _completion(result):
-    return {"status": "completed" if result.success else "failed", "success": result.success,
-            "result": _storable(result.text), "data": _storable(result.data), "completed_at": utcnow()}
+def spec_for(job, options):
+    """The ProbeSpec of a reserved job: its options, the API's engine bounds, its deadline."""
+    return ProbeSpec(job.probe_type, job.target, dict(options), bounds_from_config(current_app.config),
+                     job.deadline_at.timestamp())
 
 
 def complete_job(job, result):
-    """Store the probe's outcome on the job, retrying for a short while if the database is away.
+    """Store a ProbeResult on the job directly (tests and tools; the probes go through store_outcome)."""
+    outcome = make_outcome("finished", result.success, result.text, result.data)
+    job_store.store_outcome(job.id, outcome)
+    values = job_store.outcome_values(outcome)
+    for name in ("status", "success", "result", "data", "completed_at"):
+        set_committed_value(job, name, values[name])
 
-    If it is still away after ``PROBE_RESULT_WAIT_SECONDS`` (or the deadline), this worker keeps
-    the outcome and stores it when the database is back, and the caller gets 503 with
-    Retry-After. A write that fails for any other reason still closes the job (as failed).
+
+def _kept_error(job_id):
+    retry = max(1, int(current_app.config["PROBE_RESULT_WAIT_SECONDS"]))
+    return ApiError(503, f"The probe finished but the database is unavailable; its result is kept and "
+                         f"will be stored in job {job_id} when the database is back "
+                         f"(GET /api/probes/history/{job_id})",
+                    {"Retry-After": str(retry)}, code="service_unavailable")
+
+
+def _read_job(job_id):
+    """The job row as it is now (a fresh read, outside the request's session)."""
+    db.session.expire_all()
+    return db.session.get(ProbeJob, job_id)
+
+
+def _outcome_of(dispatcher, job):
+    """The job's outcome after waiting: this worker's own record, else the row."""
+    finished = dispatcher.finished(job.id) if hasattr(dispatcher, "finished") else None
+    if finished is not None:
+        if not finished.stored:
+            raise _kept_error(job.id)
+        return finished.outcome
+    row = _read_job(job.id)
+    if row is None:
+        raise ApiError(500, "The probe's job disappeared", code="internal_error")
+    if row.status in JOB_ACTIVE:
+        return make_outcome("failed", False, job_store.OVERDUE_MESSAGE)
+    code = row.error_code
+    return {"status": "failed" if code else "finished", "success": bool(row.success), "result": row.result or "",
+            "data": row.data or {}, "code": code, "address": row.address}
+
+
+def run_probe(user, probe_type, target, options, address=None):
+    """Reserve a job, dispatch it to the default location, wait for it; ``(job, result, usage)``.
+
+    ``result`` is a ProbeResult-like view of the outcome. A target the executor refused after
+    resolving it is a 403 and no job; an engine crash a 500 with the job stored as failed.
     """
-    job_id, deadline = job.id, job.deadline_at
-    values = _completion(result)
-    config = current_app.config
-    wait = min(config["PROBE_RESULT_WAIT_SECONDS"], (deadline - utcnow()).total_seconds())
-    give_up = time.monotonic() + wait
-    pause = 0.05
-    while True:
-        try:
-            job_store.store_completion(job_id, values)
-            break
-        except Exception as error:
-            if not job_store.is_transient(error):
-                _store_as_failed(job_id, error)
-                raise
-            if time.monotonic() + pause >= give_up:
-                job_sweeper.keep_result(current_app._get_current_object(), job_id, values, deadline)
-                retry = max(1, int(config["PROBE_RESULT_WAIT_SECONDS"]))
-                raise ApiError(503, f"The probe finished but the database is unavailable; its result is kept and "
-                                    f"will be stored in job {job_id} when the database is back "
-                                    f"(GET /api/probes/history/{job_id})",
-                               {"Retry-After": str(retry)}, code="service_unavailable") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
-    for name, value in values.items():
-        set_committed_value(job, name, value)
+    from app.probes.results import ProbeResult
 
-
-def _store_as_failed(job_id, error):
-    log.error("could not store the result of job %s (%s)", job_id, type(error).__name__)
-    job_store.store_completion(job_id, {"status": "failed", "success": False, "completed_at": utcnow(),
-                                        "result": "The probe ran but its result could not be stored"})
-
-
-def run_probe(user, probe_type, target, parameters, engine, address=None):
-    """Reserve a job, run ``engine()`` (returns a ProbeResult), store the outcome.
-
-    A crash inside the engine stores the job as failed before the 500 goes out.
-    """
     job_sweeper.ensure_started(current_app._get_current_object())
+    dispatcher = get_dispatcher()
     with _WorkerSlot():
-        job, usage = reserve_job(user, probe_type, target, parameters, address)
+        location = dispatcher.default_location()
+        if location is None:
+            raise ApiError(503, "No probe agent is online; try again shortly", {"Retry-After": "5"},
+                           code="service_unavailable")
+        job, usage = reserve_job(user, probe_type, target, options, address, location["name"])
         try:
-            result = engine()
-        except Exception:
-            log.exception("probe %s job %s crashed", probe_type, job.id)
-            complete_job(job, ProbeResult(False, "The probe failed with an internal error", {}))
+            dispatcher.submit(job.id, spec_for(job, options), location["name"])
+        except BaseException:
+            job_store.delete_job(job.id)  # nothing started: no job, no quota used
             raise
-    complete_job(job, result)
-    return job, result, usage
+        wait = (job.deadline_at - utcnow()).total_seconds() + WAIT_MARGIN_SECONDS
+        dispatcher.wait(job.id, max(0.0, wait))
+        outcome = _outcome_of(dispatcher, job)
+    if outcome.get("code") in ("target_refused", "invalid_target"):
+        job_store.delete_job(job.id)
+        status, code = (403, "target_refused") if outcome["code"] == "target_refused" else (400, "validation_error")
+        raise ApiError(status, outcome["result"], code=code)
+    if outcome.get("code") == "internal_error":
+        raise ApiError(500, "The probe failed with an internal error", code="internal_error")
+    row = _read_job(job.id)
+    if row is not None:
+        job = row
+    else:
+        set_committed_value(job, "completed_at", utcnow())
+    return job, ProbeResult(bool(outcome["success"]), outcome["result"], outcome.get("data") or {}), usage
 
 
 def mark_stale_jobs():
-    """End running jobs past their deadline as failed (start.sh; safe while other instances run)."""
+    """End queued or running jobs past their deadline as timeout (start.sh; safe while other instances run)."""
     return job_store.end_overdue_jobs(utcnow())

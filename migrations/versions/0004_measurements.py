@@ -19,6 +19,7 @@ RUNNING = sa.text("status = 'running'")
 ACTIVE = sa.text("status IN ('queued', 'running')")
 STATUS_INDEX = 'ix_probe_jobs_status_running'
 DEADLINE_INDEX = 'ix_probe_jobs_running_user_deadline'
+FK = 'fk_probe_jobs_measurement_id_measurements'
 
 
 def _swap_partial_indexes(batch_op, old, new):
@@ -49,13 +50,15 @@ def upgrade():
     )
     with op.batch_alter_table('measurements', schema=None) as batch_op:
         batch_op.create_index('ix_measurements_user_id_created_at', ['user_id', 'created_at'], unique=False)
+    sqlite = op.get_bind().dialect.name == 'sqlite'
+    # SQLite: no constraint (adding one rebuilds the table); a measurement's rows go with its user's anyway.
+    op.add_column('probe_jobs', sa.Column('started_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('probe_jobs', sa.Column('location', sa.String(length=64), nullable=True))
+    op.add_column('probe_jobs', sa.Column('measurement_id', sa.String(length=32), nullable=True))
+    op.add_column('probe_jobs', sa.Column('error_code', sa.String(length=32), nullable=True))
+    if not sqlite:
+        op.create_foreign_key(FK, 'probe_jobs', 'measurements', ['measurement_id'], ['id'], ondelete='CASCADE')
     with op.batch_alter_table('probe_jobs', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('started_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('location', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('measurement_id', sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column('error_code', sa.String(length=32), nullable=True))
-        batch_op.create_foreign_key(op.f('fk_probe_jobs_measurement_id_measurements'), 'measurements',
-                                    ['measurement_id'], ['id'], ondelete='CASCADE')
         batch_op.create_index('ix_probe_jobs_measurement_id', ['measurement_id'], unique=False)
         _swap_partial_indexes(batch_op, RUNNING, ACTIVE)
 
@@ -64,7 +67,9 @@ def downgrade():
     with op.batch_alter_table('probe_jobs', schema=None) as batch_op:
         _swap_partial_indexes(batch_op, ACTIVE, RUNNING)
         batch_op.drop_index('ix_probe_jobs_measurement_id')
-        batch_op.drop_constraint(op.f('fk_probe_jobs_measurement_id_measurements'), type_='foreignkey')
+    if op.get_bind().dialect.name != 'sqlite':
+        op.drop_constraint(FK, 'probe_jobs', type_='foreignkey')
+    with op.batch_alter_table('probe_jobs', schema=None) as batch_op:
         batch_op.drop_column('error_code')
         batch_op.drop_column('measurement_id')
         batch_op.drop_column('location')

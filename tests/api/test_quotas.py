@@ -146,9 +146,9 @@ def test_mark_stale_jobs_ends_only_jobs_past_their_deadline(app, user, db_sessio
     assert "1 stale" in result.output
     db_session.expire_all()
     ended, running = db_session.get(ProbeJob, overdue.id), db_session.get(ProbeJob, in_flight.id)
-    assert (ended.status, ended.success) == ("failed", False) and ended.completed_at is not None
+    assert (ended.status, ended.success) == ("timeout", False) and ended.completed_at is not None
     assert ended.result == "The probe did not finish within its deadline"
-    assert running.status == "running" and running.completed_at is None
+    assert running.status == "queued" and running.completed_at is None
 
 
 def test_overdue_running_rows_do_not_block_the_concurrency_cap(app, client, user, auth_headers, db_session):
@@ -200,8 +200,8 @@ def test_the_sweep_ends_overdue_jobs_and_leaves_the_others(app, make_user, db_se
     assert end_overdue_jobs(utcnow()) == 1
     assert end_overdue_jobs(utcnow()) == 0
     db_session.expire_all()
-    assert db_session.get(ProbeJob, overdue.id).status == "failed"
-    assert db_session.get(ProbeJob, in_flight.id).status == "running"
+    assert db_session.get(ProbeJob, overdue.id).status == "timeout"
+    assert db_session.get(ProbeJob, in_flight.id).status == "queued"
     assert db_session.get(ProbeJob, finished.id).status == "completed"
 
 
@@ -215,10 +215,10 @@ def test_a_running_server_sweeps_by_itself(app, client, user, auth_headers, db_s
     assert ping(client, auth_headers(user)).status_code == 200  # the first probe starts the sweep
     for _ in range(50):
         db_session.expire_all()
-        if db_session.get(ProbeJob, stuck.id).status != "running":
+        if db_session.get(ProbeJob, stuck.id).status != "queued":
             break
         time.sleep(0.1)
-    assert db_session.get(ProbeJob, stuck.id).status == "failed"
+    assert db_session.get(ProbeJob, stuck.id).status == "timeout"
 
 
 def test_history_pages_newest_first_and_only_own_jobs(client, user, make_user, auth_headers, db_session):
