@@ -166,6 +166,11 @@ class Config:
     AGENT_OFFLINE_SECONDS = _float("AGENT_OFFLINE_SECONDS", 30.0)  # silent this long: offline
     BROKER_TIMEOUT = _float("BROKER_TIMEOUT", 1.0)  # the API's wait on the broker: then 503
     CENTRAL_WORKER_CONCURRENCY = _int("CENTRAL_WORKER_CONCURRENCY", 8)  # ./start.sh worker threads
+    # Measurements (POST /api/measurements): results per measurement at most, and the event streams.
+    MEASUREMENT_MAX_PROBES = _int("MEASUREMENT_MAX_PROBES", 16)
+    MEASUREMENT_STREAM_MAX_SECONDS = _float("MEASUREMENT_STREAM_MAX_SECONDS", 300.0)  # then it closes
+    MEASUREMENT_STREAMS_PER_USER = _int("MEASUREMENT_STREAMS_PER_USER", 4)  # open at once, per worker
+    MEASUREMENT_STREAMS_PER_WORKER = _int("MEASUREMENT_STREAMS_PER_WORKER", 32)
 
     ADMIN_USERNAME = _env("ADMIN_USERNAME")
     ADMIN_EMAIL = _env("ADMIN_EMAIL")

@@ -73,7 +73,7 @@ def started(request, tmp_path):
     server.stop()
 
 
-def test_a_killed_workers_job_ends_failed_within_its_deadline_while_the_server_runs(started):
+def test_a_killed_workers_job_ends_as_timeout_within_its_deadline_while_the_server_runs(started):
     server, table = started
     headers = login(server.url)
     master = psutil.Process(server.proc.pid)
@@ -104,7 +104,7 @@ def test_a_killed_workers_job_ends_failed_within_its_deadline_while_the_server_r
         assert time.monotonic() < give_up, f"job {job_id} still running past its deadline + sweep period"
         time.sleep(0.2)
     assert row[0] == job_id
-    assert (row[1], row[2]) == ("failed", "The probe did not finish within its deadline")
+    assert (row[1], row[2]) == ("timeout", "The probe did not finish within its deadline")
     completed_at = aware(row[5])
     assert deadline_at <= completed_at  # not ended while its probe could still have been running
 
