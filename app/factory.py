@@ -1,11 +1,10 @@
 """ProbeOps application factory: `create_app()` (imported through `app`, lazily)."""
-import logging
 import os
 
 from flask import Flask
 
 from app import config as settings
-from app import errors, hooks
+from app import errors, hooks, logging_setup
 from app.db import faults
 from app.db.engine import engine_options, instrument
 from app.extensions import cors, db, limiter, migrate, openapi
@@ -65,7 +64,7 @@ def configure(app):
     proxies = parse_trusted_proxies(app.config["TRUSTED_PROXIES"])
     if proxies:  # only from these peers: anyone else could pick their IP with X-Forwarded-For
         app.wsgi_app = TrustedProxies(app.wsgi_app, proxies)
-    logging.getLogger("probeops").setLevel(logging.INFO)
+    logging_setup.init_app(app)  # LOG_FORMAT: JSON lines or text (app/logging_setup.py)
 
 
 def register_extensions(app):
@@ -91,10 +90,10 @@ def register_extensions(app):
 
 def register_blueprints(app):
     """One blueprint per resource."""
-    from app.api import admin, api_keys, probes, system, users
+    from app.api import admin, api_keys, measurements, probes, system, users
 
     app.register_blueprint(system.blp)
-    for module in (users, api_keys, probes, admin):
+    for module in (users, api_keys, probes, measurements, admin):
         openapi.register_blueprint(module.blp)
 
 

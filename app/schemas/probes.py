@@ -60,13 +60,17 @@ class JobSummarySchema(Schema):
     target = fields.String()
     parameters = fields.String()
     success = fields.Boolean(allow_none=True)
-    status = fields.String()
+    status = fields.String(metadata={"description": "queued | running | completed | failed | timeout"})
+    location = fields.String(allow_none=True)
+    measurement_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
 
 
 class JobDetailSchema(JobSummarySchema):
     result = fields.String(allow_none=True)
     data = fields.Dict(allow_none=True)
+    error_code = fields.String(allow_none=True)
     completed_at = fields.DateTime(allow_none=True)
 
 

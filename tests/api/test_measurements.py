@@ -1,0 +1,250 @@
+"""Measurements in the embedded mode (location `local`), through the test client on SQLite and PostgreSQL.
+
+Probes are real pings to 127.0.0.1 (allowed in the tests' PROBE_ALLOWED_NETWORKS).
+"""
+import json
+import socket
+import threading
+import time
+
+import dns.message
+import dns.rrset
+import pytest
+
+from app.db.models import Measurement, ProbeJob
+from tests.conftest import count_rows
+
+PING = {"type": "ping", "target": "127.0.0.1", "options": {"count": 2}}
+
+
+def create(client, headers, **body):
+    return client.post("/api/measurements", headers=headers, json={**PING, **body})
+
+
+def wait_finished(client, headers, url, seconds=30):
+    give_up = time.monotonic() + seconds
+    while True:
+        body = client.get(url, headers=headers).get_json()
+        if body["status"] == "finished":
+            return body
+        assert time.monotonic() < give_up, body
+        time.sleep(0.05)
+
+
+def test_create_then_poll_until_finished(client, user, auth_headers, db_session):
+    headers = auth_headers(user)
+    response = create(client, headers)
+    assert response.status_code == 202, response.get_json()
+    created = response.get_json()
+    assert created["status"] == "in-progress" and created["probes_count"] == 1
+    assert len(created["id"]) == 16 and response.headers["Location"] == created["url"]
+    assert created["url"].endswith(f"/api/measurements/{created['id']}")
+    assert response.headers["X-RateLimit-Remaining-Day"] == "99"
+    body = wait_finished(client, headers, created["url"])
+    assert (body["id"], body["type"], body["target"], body["options"]) == (created["id"], "ping", "127.0.0.1",
+                                                                           {"count": 2})
+    (result,) = body["results"]
+    assert result["location"]["name"] == "local" and set(result["location"]) >= {
+        "name", "country", "city", "asn", "network", "latitude", "longitude", "tags", "version", "last_seen"}
+    assert (result["status"], result["success"], result["code"]) == ("finished", True, None)
+    assert "2 packets transmitted, 2 received" in result["result"] and result["data"]["stats"]["received"] == 2
+    assert result["started_at"] and result["completed_at"] and body["updated_at"] >= body["created_at"]
+    job = client.get(f"/api/probes/history/{result['job_id']}", headers=headers).get_json()
+    assert (job["status"], job["location"], job["measurement_id"]) == ("completed", "local", created["id"])
+    assert job["started_at"]
+    listed = client.get("/api/probes/history", headers=headers).get_json()["jobs"][0]
+    assert listed["measurement_id"] == created["id"] and listed["location"] == "local"
+
+
+def test_etag_and_if_none_match(client, user, auth_headers):
+    headers = auth_headers(user)
+    url = create(client, headers).get_json()["url"]
+    wait_finished(client, headers, url)
+    first = client.get(url, headers=headers)
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and tag.startswith('"')
+    again = client.get(url, headers={**headers, "If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["ETag"] == tag and not again.get_data()
+    other = client.get(url, headers={**headers, "If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.headers["ETag"] == tag
+
+
+def parse_events(text):
+    events = []
+    for block in text.split("\n\n"):
+        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
+        if lines:
+            fields = dict(line.split(": ", 1) for line in lines)
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_the_stream_sends_every_result_then_finished_then_closes(client, user, auth_headers):
+    headers = auth_headers(user)
+    created = create(client, headers, locations=[{"name": "local"}] * 3, limit=3).get_json()
+    assert created["probes_count"] == 3
+    response = client.get(f"/api/measurements/{created['id']}/stream", headers=headers)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    events = parse_events(response.get_data(as_text=True))  # returns once the server closes the stream
+    names = [name for name, _ in events]
+    assert names == ["result", "result", "result", "finished"]
+    assert sorted(data["job_id"] for _, data in events[:3]) == sorted(r["job_id"] for r in events[3][1]["results"])
+    assert all(data["status"] == "finished" and data["success"] for _, data in events[:3])
+    assert events[3][1]["status"] == "finished"
+
+
+def test_another_users_measurement_is_404(client, user, make_user, auth_headers):
+    url = create(client, auth_headers(user)).get_json()["url"]
+    mallory = auth_headers(make_user("mallory"))
+    for path in (url, url + "/stream"):
+        response = client.get(path, headers=mallory)
+        assert response.status_code == 404 and response.get_json()["code"] == "not_found"
+    assert client.get("/api/measurements/nope", headers=mallory).status_code == 404
+    assert client.get("/api/measurements", headers=mallory).get_json()["measurements"] == []
+
+
+def test_list_is_newest_first_and_paginated(client, user, auth_headers):
+    headers = auth_headers(user)
+    ids = [create(client, headers).get_json()["id"] for _ in range(3)]
+    page = client.get("/api/measurements?limit=2", headers=headers).get_json()
+    assert [m["id"] for m in page["measurements"]] == ids[::-1][:2]
+    assert page["pagination"]["total"] == 3 and page["pagination"]["next"].endswith("limit=2&offset=2")
+    rest = client.get("/api/measurements?limit=2&offset=2", headers=headers).get_json()
+    assert [m["id"] for m in rest["measurements"]] == ids[:1]
+
+
+@pytest.mark.parametrize("app_overrides", [{"TIER_QUOTAS": {"Free": (10, 1000), "Standard": (1000, 20000),
+                                                            "Enterprise": (None, None)}}])
+def test_quota_is_exact_under_parallel_creations(app, user, auth_headers, db_session):
+    headers = auth_headers(user)
+    codes = []
+    barrier = threading.Barrier(20)
+
+    def worker():
+        barrier.wait()
+        response = app.test_client().post("/api/measurements", headers=headers,
+                                          json={**PING, "options": {"count": 1},
+                                                "locations": [{"name": "local"}] * 3, "limit": 3})
+        codes.append((response.status_code, response.get_json().get("code")))
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(codes, key=str) == sorted([(202, None)] * 3 + [(429, "quota_exceeded")] * 17, key=str)
+    assert count_rows("probe_jobs") == 9 and count_rows("measurements") == 3  # nothing of the refused ones
+
+
+def test_a_measurement_the_quota_cannot_cover_whole_starts_nothing(app, client, user, auth_headers, db_session):
+    app.config["TIER_QUOTAS"] = {**app.config["TIER_QUOTAS"], "Free": (2, 1000)}
+    response = create(client, auth_headers(user), locations=[{"name": "local"}] * 3, limit=3)
+    assert response.status_code == 429 and response.get_json()["code"] == "quota_exceeded"
+    assert "cannot cover 3" in response.get_json()["message"] and response.headers["Retry-After"]
+    assert count_rows("probe_jobs") == 0 and count_rows("measurements") == 0
+
+
+def test_no_matching_location(client, user, auth_headers):
+    for locations in ([{"country": "ZZ"}], [{"name": "local"}, {"tag": "nowhere"}], [{"asn": 64500}]):
+        response = create(client, auth_headers(user), locations=locations)
+        assert response.status_code == 400 and response.get_json()["code"] == "no_matching_location", locations
+    assert count_rows("probe_jobs") == 0
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"type": "nope"}, "type"),
+    ({"target": ""}, "target"),
+    ({"target": "http://example.com/"}, "target"),
+    ({"options": {"count": 0}}, "options.count"),
+    ({"options": {"count": 11}}, "options.count"),
+    ({"options": {"max_hops": 3}}, "options.max_hops"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 17}, "limit"),
+    ({"locations": [{"planet": "mars"}]}, "locations.0"),
+    ({"locations": [{"country": "Germany"}]}, "locations.0"),
+    ({"type": "dns", "target": "example.com", "options": {"record_type": "BOGUS"}}, "options.record_type"),
+])
+def test_validation_errors_name_the_field(client, user, auth_headers, body, field):
+    response = create(client, auth_headers(user), **body)
+    answer = response.get_json()
+    assert response.status_code == 400 and answer["code"] == "validation_error", answer
+    assert field in answer["fields"], answer
+    assert count_rows("probe_jobs") == 0
+
+
+@pytest.mark.parametrize("target", ["127.0.0.2", "localhost", "printer.local", "169.254.169.254"])
+def test_literal_special_targets_are_refused_at_once(client, user, auth_headers, target):
+    response = create(client, auth_headers(user), target=target)
+    assert response.status_code == 403 and response.get_json()["code"] == "target_refused"
+    assert count_rows("probe_jobs") == 0
+
+
+def test_locations_lists_local(client, user, auth_headers):
+    (location,) = client.get("/api/locations", headers=auth_headers(user)).get_json()["locations"]
+    assert location["name"] == "local" and location["last_seen"]
+
+
+# -- a target the executor refuses after resolving it -----------------------------------------------
+NAMESERVER = "127.53.0.1"  # a loopback address of its own: port 53 there is ours alone
+
+
+class AnsweringNameserver:
+    """Answers every A query with 127.0.0.2 (a loopback address the tests' policy refuses)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((NAMESERVER, 53))
+        self.sock.settimeout(0.1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self):
+        while not self.stop.is_set():
+            try:
+                wire, client = self.sock.recvfrom(4096)
+            except (TimeoutError, OSError):
+                continue
+            query = dns.message.from_wire(wire)
+            answer = dns.message.make_response(query)
+            question = query.question[0]
+            if question.rdtype == 1:  # A
+                answer.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", "127.0.0.2"))
+            self.sock.sendto(answer.to_wire(), client)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def nameserver():
+    try:
+        server = AnsweringNameserver()
+    except OSError as exc:
+        pytest.skip(f"cannot bind {NAMESERVER}:53 ({exc})")
+    with server:
+        yield server
+
+
+@pytest.mark.parametrize("app_overrides", [{"DNS_NAMESERVERS": [NAMESERVER]}])
+def test_a_target_refused_by_the_executor_is_a_failed_result_that_uses_no_quota(client, user, auth_headers,
+                                                                                 nameserver, db_session):
+    headers = auth_headers(user)
+    response = create(client, headers, target="sneaky.example.net")
+    assert response.status_code == 202, response.get_json()
+    body = wait_finished(client, headers, response.get_json()["url"])
+    (result,) = body["results"]
+    assert (result["status"], result["success"], result["code"]) == ("failed", False, "target_refused")
+    assert "127.0.0.2" in result["result"]
+    from app.services.quotas import usage_for
+
+    assert usage_for(user).day_used == 0  # the refused result did not count
+    # The synchronous path: 403 and no job at all.
+    sync = client.post("/api/probes/ping", headers=headers, json={"host": "sneaky.example.net", "count": 1})
+    assert sync.status_code == 403 and sync.get_json()["code"] == "target_refused"
+    assert db_session.query(ProbeJob).count() == 1 and db_session.query(Measurement).count() == 1
