@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages: database and cache servers, the probe lab (iproute2, nftables, bind9) and
+# Debian packages: database and cache servers, nginx (its config is checked with nginx -t), the probe lab (iproute2, nftables, bind9) and
 # the reference tools the probe engines are compared with (ping, traceroute, dig, whois).
-DEBS="postgresql redis-server iproute2 nftables bind9 iputils-ping traceroute dnsutils whois"
+DEBS="postgresql redis-server iproute2 nftables bind9 iputils-ping traceroute dnsutils whois nginx"
 missing=""
 for pkg in $DEBS; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
