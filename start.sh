@@ -125,7 +125,6 @@ exec gunicorn \
   --max-requests "${MAX_REQUESTS:-1000}" \
   --max-requests-jitter "${MAX_REQUESTS_JITTER:-50}" \
   --log-level "${LOG_LEVEL:-info}" \
-  --access-logfile - \
   --error-logfile - \
   --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
   main:app

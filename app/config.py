@@ -67,6 +67,8 @@ class Config:
     VERSION = "1.0.0"
     DEBUG = False
     TESTING = False
+    # json (one object a line) or text; unset: json in production, text elsewhere (app/logging_setup.py)
+    LOG_FORMAT = _env("LOG_FORMAT")
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL")  # None -> SQLite file in the instance folder
     # Per worker. The transaction pool must cover requests queued on one user's row lock (the

@@ -8,7 +8,34 @@ master's memory pages until they write to them.
 A forked worker must not use connections its parent opened: SQLAlchemy's pools are replaced
 here (the SQLAlchemy docs' ``dispose(close=False)`` recipe); redis-py resets its own pool when
 it sees a new process id.
+
+Logs: the app writes its own access lines (it knows the route, user and request id), so start.sh
+gives Gunicorn no ``--access-logfile``; Gunicorn's error log follows LOG_FORMAT through
+``JsonAwareLogger`` (``logger_class`` below).
 """
+import os
+
+from gunicorn.glogging import Logger
+
+from app import logging_setup
+
+
+class JsonAwareLogger(Logger):
+    """Gunicorn's logger whose error (and, if enabled, access) lines follow LOG_FORMAT."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        fmt = logging_setup.resolve_format(os.environ.get("LOG_FORMAT"), os.environ.get("APP_ENV", "development"))
+        if fmt != "json":
+            return
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(logging_setup.make_formatter(fmt))
+                if not any(isinstance(f, logging_setup.RequestContextFilter) for f in handler.filters):
+                    handler.addFilter(logging_setup.RequestContextFilter())
+
+
+logger_class = JsonAwareLogger
 
 
 def post_fork(server, worker):

@@ -6,6 +6,7 @@ import uuid
 
 from flask import current_app, g, request
 
+from app import logging_setup
 from app.auth.identity import identify_request
 from app.errors import ApiError
 from app.services import stats
@@ -115,6 +116,15 @@ def finish_request(response):
     return response
 
 
+def log_access(response):
+    """One access line per answer: method, path (no query string: it is the caller's), status and
+    duration; the request id, user, auth method and route come from the log filter."""
+    started = g.get("started")
+    duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+    logging_setup.access_line(request.method, request.path, response.status_code, duration_ms)
+    return response
+
+
 def skip_preflight():
     """CORS preflights are never rate limited."""
     return request.method == "OPTIONS"
@@ -124,6 +134,7 @@ def init_app(app):
     """Register the hooks in order (identity must run before the rate limiter's hook)."""
     from app.extensions import limiter
 
+    app.after_request(log_access)  # registered first: after_request hooks run last-registered first
     app.before_request(start_request)
     app.before_request(require_json_body)
     app.before_request(identify_request)
