@@ -1,10 +1,12 @@
-"""/api/admin: users' roles, tiers and status, and the server status."""
+"""/api/admin: users' roles, tiers and status, the audit trail, and the server status."""
 from flask import g
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
-from app.schemas.admin import ActiveSchema, RoleSchema, StatusSchema, TierSchema, UserUpdatedSchema
+from app.schemas.admin import (ActiveSchema, AuditPageSchema, AuditQuerySchema, RoleSchema, StatusSchema, TierSchema,
+                               UserUpdatedSchema)
 from app.schemas.users import UsersListSchema
+from app.services import audit
 from app.services import status as status_service
 from app.services import users as service
 
@@ -35,7 +37,7 @@ def set_role(body, user_id):
 @blp.response(200, UserUpdatedSchema)
 def set_tier(body, user_id):
     """Move a user to another subscription tier."""
-    user = service.set_tier(user_id, body["subscription_tier"])
+    user = service.set_tier(g.current_user, user_id, body["subscription_tier"])
     return {"message": "User subscription tier updated successfully", "user": user}
 
 
@@ -48,6 +50,17 @@ def set_active(body, user_id):
     for the last active admin."""
     user = service.set_active(g.current_user, user_id, body["is_active"])
     return {"message": "User status updated successfully", "user": user}
+
+
+@blp.get("/admin/audit")
+@auth_required(admin=True)
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, AuditPageSchema)
+def list_audit(query):
+    """The audit trail, newest first: logins, registrations, role/tier/active changes, API keys.
+    Filter by ``action``, ``actor_id``, ``since`` (inclusive) and ``until`` (exclusive)."""
+    return audit.page(query["limit"], query["offset"], action=query.get("action"), actor_id=query.get("actor_id"),
+                      since=query.get("since"), until=query.get("until"))
 
 
 @blp.get("/admin/status")

@@ -1,4 +1,4 @@
-"""Database models: User, ApiKey, ProbeJob, Measurement and the cross-worker request counters."""
+"""Database models: User, ApiKey, ProbeJob, Measurement, AuditEvent and the cross-worker request counters."""
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -154,3 +154,32 @@ class RequestStat(db.Model):
     day: Mapped[object] = mapped_column(sa.Date, primary_key=True)
     count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     total_ms: Mapped[float] = mapped_column(sa.Float, default=0.0)
+
+
+AUDIT_ACTIONS = ("login.success", "login.failure", "user.register", "user.password", "user.role", "user.tier",
+                 "user.active", "apikey.create", "apikey.update", "apikey.delete")
+
+
+class AuditEvent(db.Model):
+    """Who changed what, when, from where (app/services/audit.py); never holds a secret.
+
+    No foreign keys: the trail outlives the users and keys it names."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    time: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    action: Mapped[str] = mapped_column(sa.String(32))
+    actor_id: Mapped[int] = mapped_column(sa.Integer, nullable=True)
+    target_type: Mapped[str] = mapped_column(sa.String(16), nullable=True)
+    target_id: Mapped[int] = mapped_column(sa.Integer, nullable=True)
+    ip: Mapped[str] = mapped_column(sa.String(64), nullable=True)
+    request_id: Mapped[str] = mapped_column(sa.String(64), nullable=True)
+    details: Mapped[dict] = mapped_column(sa.JSON, nullable=True)
+
+    __table_args__ = (
+        # Newest first, whole trail or by action or by actor.
+        sa.Index("ix_audit_events_time", "time", "id"),
+        sa.Index("ix_audit_events_action_time", "action", "time"),
+        sa.Index("ix_audit_events_actor_id_time", "actor_id", "time"),
+    )

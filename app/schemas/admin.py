@@ -1,8 +1,11 @@
 """Schemas for the admin endpoints."""
-from marshmallow import Schema, fields, validate
+from datetime import UTC
 
-from app.db.models import ROLES, TIERS
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.db.models import AUDIT_ACTIONS, ROLES, TIERS
 from app.schemas.common import StrictBoolean
+from app.schemas.probes import PaginationSchema
 from app.schemas.users import UserSchema
 
 
@@ -27,3 +30,36 @@ class StatusSchema(Schema):
     system = fields.Dict()
     database = fields.Dict()
     requests = fields.Dict()
+
+
+class AuditQuerySchema(Schema):
+    """Filters and page of GET /api/admin/audit; ``since`` inclusive, ``until`` exclusive (ISO 8601)."""
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**62))
+    action = fields.String(validate=validate.OneOf(AUDIT_ACTIONS))
+    actor_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    since = fields.AwareDateTime(default_timezone=UTC)
+    until = fields.AwareDateTime(default_timezone=UTC)
+
+    @validates_schema
+    def since_before_until(self, data, **_kwargs):
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ValidationError("Must be later than since.", "until")
+
+
+class AuditEventSchema(Schema):
+    id = fields.Integer()
+    time = fields.DateTime()
+    action = fields.String()
+    actor_id = fields.Integer(allow_none=True)
+    target_type = fields.String(allow_none=True)
+    target_id = fields.Integer(allow_none=True)
+    ip = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    details = fields.Dict(allow_none=True)
+
+
+class AuditPageSchema(Schema):
+    events = fields.List(fields.Nested(AuditEventSchema))
+    pagination = fields.Nested(PaginationSchema)

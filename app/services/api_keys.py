@@ -5,6 +5,7 @@ from app.auth.api_keys import generate_key
 from app.db.models import ApiKey
 from app.errors import ApiError
 from app.extensions import db
+from app.services import audit
 
 
 def create_key(user, description):
@@ -12,6 +13,8 @@ def create_key(user, description):
     full_key, key_hash, prefix = generate_key()
     key = ApiKey(user_id=user.id, key_hash=key_hash, prefix=prefix, description=description)
     db.session.add(key)
+    db.session.flush()  # the new id, for the audit event committed with the key
+    audit.record("apikey.create", user.id, "apikey", key.id, {"description": description})
     db.session.commit()
     key.full_key = full_key
     return key
@@ -31,13 +34,17 @@ def get_key(user, key_id):
 
 def update_key(user, key_id, changes):
     key = get_key(user, key_id)
-    for name in ("description", "is_active"):
-        if name in changes:
-            setattr(key, name, changes[name])
+    changed = [name for name in ("description", "is_active") if name in changes]
+    for name in changed:
+        setattr(key, name, changes[name])
+    details = {"fields": changed, **({"is_active": changes["is_active"]} if "is_active" in changes else {})}
+    audit.record("apikey.update", user.id, "apikey", key.id, details)
     db.session.commit()
     return key
 
 
 def delete_key(user, key_id):
-    db.session.delete(get_key(user, key_id))
+    key = get_key(user, key_id)
+    audit.record("apikey.delete", user.id, "apikey", key.id)
+    db.session.delete(key)
     db.session.commit()

@@ -9,7 +9,7 @@ from app.auth.tokens import issue_token
 from app.db.models import ApiKey, ProbeJob, User
 from app.errors import ApiError
 from app.extensions import db
-from app.services import login_throttle
+from app.services import audit, login_throttle
 from app.utils.clock import utcnow
 
 
@@ -38,6 +38,8 @@ def register(username, email, password, role="user", tier="Free"):
                 password_hash=hash_password(password, current_app.config["BCRYPT_ROUNDS"]))
     db.session.add(user)
     try:
+        db.session.flush()  # the new id, for the audit event committed with the row
+        audit.record("user.register", user.id, "user", user.id, {"role": role, "tier": tier})
         db.session.commit()
     except IntegrityError:  # a concurrent registration won the race; the unique indexes decided
         db.session.rollback()
@@ -72,16 +74,26 @@ def login(password, email=None, username=None):
     rounds = current_app.config["BCRYPT_ROUNDS"]
     matches, legacy = verify_password(password, user.password_hash if user else dummy_hash(rounds))
     if not matches or user is None:
+        _audit_login_failure(user, "invalid_credentials")
         raise ApiError(401, "Invalid email/username or password", code="invalid_credentials")
     login_throttle.succeeded(subject, user.id, address)
     if not user.is_active:
+        _audit_login_failure(user, "account_disabled")
         raise ApiError(403, "This account is deactivated", code="account_disabled")
     if legacy:  # hashed before passwords were normalised: store the NFKC form's hash
         user.password_hash = hash_password(password, rounds)
-        db.session.commit()
+    audit.record("login.success", user.id, "user", user.id)
+    db.session.commit()
     token = issue_token(user, current_app.config["JWT_SECRET_KEY"],
                         current_app.config["JWT_EXPIRES_MINUTES"], utcnow())
     return user, token
+
+
+def _audit_login_failure(user, reason):
+    """A failed login: the account tried when it exists (never the name or password typed)."""
+    target = user.id if user is not None else None
+    audit.record("login.failure", None, "user" if target else None, target, {"reason": reason})
+    db.session.commit()
 
 
 def get_user(user_id):
@@ -145,13 +157,16 @@ def set_role(admin, user_id, role):
     user = _locked_user(user_id)
     if role != "admin":
         _refuse_last_admin(admins, user, "role")
+    audit.record("user.role", admin.id, "user", user.id, {"from": user.role, "to": role})
     user.role = role
     db.session.commit()
     return user
 
 
-def set_tier(user_id, tier):
+def set_tier(admin, user_id, tier):
+    """Move a user to another tier (``admin`` is who did it, for the audit trail)."""
     user = get_user(user_id)
+    audit.record("user.tier", admin.id, "user", user.id, {"from": user.subscription_tier, "to": tier})
     user.subscription_tier = tier
     db.session.commit()
     return user
@@ -170,6 +185,7 @@ def set_active(admin, user_id, is_active):
         _refuse_last_admin(admins, user, "is_active")
     if user.is_active and not is_active:
         user.token_version += 1
+    audit.record("user.active", admin.id, "user", user.id, {"from": user.is_active, "to": is_active})
     user.is_active = is_active
     db.session.commit()
     return user
