@@ -248,3 +248,85 @@ def test_a_target_refused_by_the_executor_is_a_failed_result_that_uses_no_quota(
     sync = client.post("/api/probes/ping", headers=headers, json={"host": "sneaky.example.net", "count": 1})
     assert sync.status_code == 403 and sync.get_json()["code"] == "target_refused"
     assert db_session.query(ProbeJob).count() == 1 and db_session.query(Measurement).count() == 1
+
+
+# -- several Gunicorn workers (./start.sh) ---------------------------------------------------------
+def _worker_serving(workers, conn):
+    """The Gunicorn worker holding this keep-alive connection's server side."""
+    port = conn.sock.getsockname()[1]
+    for worker in workers:
+        if any(c.raddr and c.raddr.port == port for c in worker.net_connections(kind="tcp")):
+            return worker.pid
+    return None
+
+
+def _call(conn, method, path, headers, body=None):
+    payload = json.dumps(body).encode() if body is not None else None
+    conn.request(method, path, body=payload, headers={**headers, **({"Content-Type": "application/json"}
+                                                                     if payload else {})})
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_created_in_one_gunicorn_worker_polled_in_another(tmp_path, database, request, redis_server):
+    import http.client
+
+    import psutil
+
+    from tests.e2e.test_start_sh import register_and_login, workers_of
+    from tests.support.gunicorn import STRONG_SECRET, StartedServer
+
+    env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "3", "THREADS": "4",
+           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.2", "APP_ENV": "production",
+           "JWT_SECRET_KEY": STRONG_SECRET, "RATELIMIT_DEFAULT": "1000 per minute"}
+    if database == "postgresql":
+        env["DATABASE_URL"] = request.getfixturevalue("postgres").create_database(f"probeops_meas_{database}")
+    srv = StartedServer(env, tmp_path).start()
+    try:
+        workers = workers_of(srv, expected=3)
+        assert len(workers) == 3
+        workers = [psutil.Process(w.pid) for w in workers]
+        headers = register_and_login(srv.url)
+        creator = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        status, raw = _call(creator, "POST", "/api/measurements", headers,
+                            {**PING, "options": {"count": 5}, "locations": [{"name": "local"}] * 2, "limit": 2})
+        assert status == 202, raw
+        created = json.loads(raw)
+        created_in = _worker_serving(workers, creator)
+        assert created_in is not None
+        # New connections until one is served by another worker; poll there until finished.
+        for _ in range(60):
+            poller = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            status, raw = _call(poller, "GET", f"/api/measurements/{created['id']}", headers)
+            assert status == 200, raw
+            if _worker_serving(workers, poller) not in (created_in, None):
+                break
+            poller.close()
+        else:
+            pytest.fail("every connection went to the creating worker")
+        body = json.loads(raw)
+        assert body["status"] == "in-progress"  # 5 pings 0.2 s apart: still running
+        give_up = time.monotonic() + 30
+        while body["status"] != "finished":
+            assert time.monotonic() < give_up, body
+            time.sleep(0.1)
+            status, raw = _call(poller, "GET", f"/api/measurements/{created['id']}", headers)
+            body = json.loads(raw)
+        assert [r["status"] for r in body["results"]] == ["finished", "finished"]
+        assert all("5 packets transmitted, 5 received" in r["result"] for r in body["results"])
+        creator.close()
+        poller.close()
+        # The event stream through the buffered Gunicorn worker: each event as it happens.
+        import requests
+
+        created = requests.post(f"{srv.url}/api/measurements", headers=headers, timeout=10,
+                                json={**PING, "locations": [{"name": "local"}] * 2, "limit": 2}).json()
+        with requests.get(f"{srv.url}/api/measurements/{created['id']}/stream", headers=headers, stream=True,
+                          timeout=30) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            events = parse_events(stream.content.decode())  # returns when the server closes it
+        assert [name for name, _ in events] == ["result", "result", "finished"]
+    finally:
+        srv.stop()
