@@ -95,8 +95,24 @@ def _reserved_attrs():
     return [*RESERVED_ATTRS, *CONTEXT_FIELDS, "request_id"]
 
 
-def _handler(stream, fmt):
-    handler = logging.StreamHandler(stream)
+class StdStreamHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout``/``sys.stderr`` is at the time of each record (not at setup)."""
+
+    def __init__(self, name):
+        self.stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self):
+        return getattr(sys, self.stream_name)
+
+    @stream.setter
+    def stream(self, _value):
+        pass  # always the current sys stream
+
+
+def _handler(stream_name, fmt):
+    handler = StdStreamHandler(stream_name)
     handler.setFormatter(make_formatter(fmt))
     handler.addFilter(RequestContextFilter())
     handler._probeops = True  # ours: replaced, never stacked, when configure() runs again
@@ -111,12 +127,12 @@ def _replace_handler(logger, handler):
 
 def configure(fmt, level=logging.INFO):
     """Install the handlers: app loggers to stderr, access lines to stdout (idempotent)."""
-    _replace_handler(logging.getLogger(), _handler(sys.stderr, fmt))
+    _replace_handler(logging.getLogger(), _handler("stderr", fmt))
     logging.getLogger("probeops").setLevel(level)
     access = logging.getLogger(ACCESS_LOGGER)
     access.setLevel(logging.INFO)
     access.propagate = False  # its own stream; not again on the root's
-    _replace_handler(access, _handler(sys.stdout, fmt))
+    _replace_handler(access, _handler("stdout", fmt))
 
 
 def init_app(app):

@@ -269,11 +269,13 @@ class BufferedThreadWorker(ThreadWorker):
                     conn.sent_continue = True
             conn.need = result.need
         elif isinstance(result, Refused):
-            self.log.warning("Refused request from ip=%s: %s", peer(conn), result.message)
+            self.log.warning("Refused request from ip=%s: %s", peer(conn), result.message,
+                             extra={"status": result.status})
             self.answer_and_close(conn, result.status, result.message, result.code)
         elif isinstance(result, Complete):
             self.unwatch(conn)
             if self.refusing:
+                self.log.info("Refused request from ip=%s: shutting down", peer(conn), extra={"status": 503})
                 self.answer_and_close(conn, *self.shutdown_answer())
             else:
                 self.dispatch(conn)
@@ -301,7 +303,7 @@ class BufferedThreadWorker(ThreadWorker):
         for conn in [c for c in self.waiting if c.deadline <= now]:
             if conn.inbuf:
                 phase = "body" if conn.head_done else "head"
-                self.log.info("Request %s not received in time from ip=%s", phase, peer(conn))
+                self.log.info("Request %s not received in time from ip=%s", phase, peer(conn), extra={"status": 408})
                 self.answer_and_close(conn, 408, f"The request {phase} was not received in time", "bad_request")
             else:
                 self.drop(conn)  # idle kept-alive connection
@@ -406,7 +408,8 @@ class BufferedThreadWorker(ThreadWorker):
         """Gunicorn's parse errors and unexpected failures, answered in the contract's JSON."""
         answer = parse_error_answer(exc)
         if answer:
-            self.log.warning("Invalid request from ip=%s: %s", (addr or ("-",))[0], answer[1])
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("-",))[0], answer[1],
+                             extra={"status": answer[0]})
         else:
             self.log.exception("Error handling request")
             answer = (500, "An internal error occurred", "internal_error")
