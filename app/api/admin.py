@@ -3,8 +3,15 @@ from flask import g
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
-from app.schemas.admin import (ActiveSchema, AuditPageSchema, AuditQuerySchema, RoleSchema, StatusSchema, TierSchema,
-                               UserUpdatedSchema)
+from app.schemas.admin import (
+    ActiveSchema,
+    AuditPageSchema,
+    AuditQuerySchema,
+    RoleSchema,
+    StatusSchema,
+    TierSchema,
+    UserUpdatedSchema,
+)
 from app.schemas.users import UsersListSchema
 from app.services import audit
 from app.services import status as status_service
