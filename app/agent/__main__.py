@@ -1,0 +1,4 @@
+"""`python -m app.agent`: run one agent (see app.agent.main)."""
+from app.agent.main import main
+
+main()

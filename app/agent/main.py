@@ -1,0 +1,71 @@
+"""The agent's entry: its Celery app and the probe task; `python -m app.agent` runs it.
+
+Imports the probe engines, Celery and the agent's settings, and nothing from Flask or the
+database: the agent needs the broker URL only.
+"""
+import logging
+import os
+import sys
+import time
+
+from celery import signals
+
+from app.agent import protocol
+from app.agent.celery_app import make_celery
+from app.agent.heartbeat import Heartbeat
+from app.agent.settings import AgentConfigError, from_environ
+from app.probes.execute import run_spec
+from app.probes.spec import LocalPolicy, ProbeSpec
+
+log = logging.getLogger("probeops.agent")
+
+# Results and "started" notices wait this long for a broker that is away before they are dropped
+# (the central sweep then ends the job as timeout).
+REPORT_RETRY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+
+
+def build(settings):
+    """The agent's Celery app with its one task, `probeops.run_probe(job_id, spec_dict)`."""
+    celery = make_celery(f"probeops-agent-{settings.name}", settings.broker_url,
+                         concurrency=settings.concurrency)
+    policy = LocalPolicy.from_config(settings.policy_config)
+
+    def report(task, *args):
+        celery.send_task(task, args=list(args), queue=protocol.CENTRAL_QUEUE, retry=True,
+                         retry_policy=REPORT_RETRY)
+
+    @celery.task(name=protocol.RUN_PROBE, acks_late=True, reject_on_worker_lost=True)
+    def run_probe(job_id, spec_dict):
+        """Run one probe from here and send its outcome to the central worker."""
+        spec = ProbeSpec.from_dict(spec_dict)
+        if spec.deadline <= time.time():
+            log.warning("job %s: its deadline passed before it reached this agent; not run", job_id)
+            return
+        report(protocol.MARK_STARTED, job_id, time.time(), settings.name)
+        outcome = run_spec(spec, policy)
+        report(protocol.STORE_RESULT, job_id, outcome, settings.name)
+
+    return celery
+
+
+def worker_argv(settings, loglevel):
+    """`celery worker` arguments: this location's queue only, threads, no gossip between agents."""
+    return ["worker", "-Q", protocol.location_queue(settings.name), "-P", "threads",
+            "-c", str(settings.concurrency), "-n", f"agent-{settings.name}@%h", "-l", loglevel,
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+
+
+def main():
+    """Read the settings from the environment, announce, consume this location's queue."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = from_environ()
+    except AgentConfigError as exc:
+        sys.exit(f"[agent] {exc}")
+    celery = build(settings)
+    heartbeat = Heartbeat(settings)
+    signals.worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
+    signals.worker_shutting_down.connect(lambda **_: heartbeat.stop(), weak=False)
+    log.info("agent %s: queue %s, concurrency %d", settings.name,
+             protocol.location_queue(settings.name), settings.concurrency)
+    celery.worker_main(worker_argv(settings, os.environ.get("LOG_LEVEL", "info").upper()))

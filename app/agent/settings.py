@@ -1,0 +1,94 @@
+"""The agent's settings, read from os.environ only: the broker URL, its LOCATION, its probe policy."""
+import os
+import socket
+from dataclasses import dataclass, field
+
+from app.agent.protocol import AGENT_NAME_PATTERN
+
+
+class AgentConfigError(ValueError):
+    """A setting the agent cannot start with."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """One agent: where it is, how it reaches the broker, what it may probe."""
+
+    name: str
+    broker_url: str
+    country: str | None = None
+    city: str | None = None
+    asn: int | None = None
+    network: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    tags: tuple = ()
+    offline_seconds: float = 30.0
+    concurrency: int = 16
+    policy_config: dict = field(default_factory=dict)
+
+    @property
+    def heartbeat_seconds(self):
+        """Three heartbeats per offline window: one lost write does not take the agent offline."""
+        return max(0.5, self.offline_seconds / 3)
+
+    def location(self, version, last_seen):
+        """The contract's LOCATION for this agent."""
+        return {"name": self.name, "country": self.country, "city": self.city, "asn": self.asn,
+                "network": self.network, "latitude": self.latitude, "longitude": self.longitude,
+                "tags": list(self.tags), "version": version, "last_seen": last_seen}
+
+
+def _text(env, key):
+    value = (env.get(key) or "").strip()
+    return value or None
+
+
+def _number(env, key, kind, default=None, minimum=None, maximum=None):
+    raw = _text(env, key)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise AgentConfigError(f"{key} must be a {kind.__name__}, not {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise AgentConfigError(f"{key} must be between {minimum} and {maximum}, not {raw!r}")
+    return value
+
+
+def from_environ(env=None):
+    """Read and check the agent's settings; raises AgentConfigError naming the bad key."""
+    env = os.environ if env is None else env
+    broker_url = _text(env, "CELERY_BROKER_URL")
+    if not broker_url:
+        raise AgentConfigError("CELERY_BROKER_URL is required (redis://... or rediss://...)")
+    name = _text(env, "AGENT_NAME") or socket.gethostname().split(".")[0]
+    if not AGENT_NAME_PATTERN.match(name):
+        raise AgentConfigError(f"AGENT_NAME must be letters, digits, '.', '_' or '-' (at most 63), not {name!r}")
+    country = _text(env, "AGENT_COUNTRY")
+    if country is not None:
+        if len(country) != 2 or not country.isalpha():
+            raise AgentConfigError(f"AGENT_COUNTRY must be an ISO 3166-1 alpha-2 code, not {country!r}")
+        country = country.upper()
+    tags = tuple(t.strip() for t in (env.get("AGENT_TAGS") or "").split(",") if t.strip())
+    return AgentSettings(
+        name=name, broker_url=broker_url, country=country, city=_text(env, "AGENT_CITY"),
+        asn=_number(env, "AGENT_ASN", int, minimum=0, maximum=4294967295),
+        network=_text(env, "AGENT_NETWORK"),
+        latitude=_number(env, "AGENT_LATITUDE", float, minimum=-90, maximum=90),
+        longitude=_number(env, "AGENT_LONGITUDE", float, minimum=-180, maximum=180),
+        tags=tags,
+        offline_seconds=_number(env, "AGENT_OFFLINE_SECONDS", float, 30.0, minimum=1, maximum=3600),
+        concurrency=_number(env, "AGENT_CONCURRENCY", int, 16, minimum=1, maximum=512),
+        policy_config=policy_config(env),
+    )
+
+
+def policy_config(env):
+    """The policy keys shaped as the API's Flask config has them (same defaults, lists split)."""
+    return {"PROBE_ALLOWED_NETWORKS": env.get("PROBE_ALLOWED_NETWORKS", ""),
+            "PROBE_ALLOWED_DOMAINS": env.get("PROBE_ALLOWED_DOMAINS", ""),
+            "DNS_NAMESERVERS": [s.strip() for s in (env.get("DNS_NAMESERVERS") or "").split(",") if s.strip()],
+            "WHOIS_ROOT_SERVER": env.get("WHOIS_ROOT_SERVER") or "whois.iana.org",
+            "RDAP_BOOTSTRAP_URL": env.get("RDAP_BOOTSTRAP_URL", "")}

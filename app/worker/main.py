@@ -1,0 +1,67 @@
+"""The central worker's entry: store results and "started" notices from agents; `python -m app.worker`.
+
+Runs inside a Flask app context (the database, the job store); the same per-process sweep as
+the API's workers ends overdue jobs as `timeout` (app.services.job_sweeper).
+"""
+import logging
+import os
+from datetime import UTC, datetime
+
+from app.agent import protocol
+from app.agent.celery_app import make_celery
+from app.worker.notify import ResultNotifier
+
+log = logging.getLogger("probeops.worker")
+
+STORE_RETRY_SECONDS = 1.0   # a database that is away: the result is stored again after this...
+STORE_MAX_RETRIES = 120     # ...this many times (past every job's deadline: then it is a timeout)
+
+
+def build(flask_app):
+    """The central worker's Celery app with `probeops.store_result` and `probeops.mark_started`."""
+    from app.services import job_store
+
+    config = flask_app.config
+    celery = make_celery("probeops-central", config["CELERY_BROKER_URL"],
+                         concurrency=config["CENTRAL_WORKER_CONCURRENCY"])
+    notifier = ResultNotifier(config["CELERY_BROKER_URL"])
+
+    def write(task, action):
+        with flask_app.app_context():
+            try:
+                return action()
+            except Exception as exc:
+                if job_store.is_transient(exc):
+                    raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=STORE_MAX_RETRIES) from exc
+                raise
+
+    @celery.task(name=protocol.STORE_RESULT, bind=True, acks_late=True)
+    def store_result(self, job_id, outcome, location):
+        """Write an agent's outcome on its job row, then tell the waiting API processes."""
+        write(self, lambda: job_store.store_outcome(job_id, outcome, location))
+        notifier.stored(job_id)
+
+    @celery.task(name=protocol.MARK_STARTED, bind=True, acks_late=True)
+    def mark_started(self, job_id, started_epoch, location):
+        """queued -> running, with when and where it started."""
+        started_at = datetime.fromtimestamp(float(started_epoch), UTC)
+        write(self, lambda: job_store.mark_started(job_id, started_at, location))
+
+    return celery
+
+
+def main():
+    """Build the Flask app from the environment, start the sweep, consume `probeops.central`."""
+    from app import create_app
+    from app.services import job_sweeper
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flask_app = create_app()
+    if not flask_app.config.get("CELERY_BROKER_URL"):
+        raise SystemExit("[worker] CELERY_BROKER_URL is required")
+    celery = build(flask_app)
+    job_sweeper.ensure_started(flask_app)
+    concurrency = str(flask_app.config["CENTRAL_WORKER_CONCURRENCY"])
+    celery.worker_main(["worker", "-Q", protocol.CENTRAL_QUEUE, "-P", "threads", "-c", concurrency,
+                        "-n", "central@%h", "-l", os.environ.get("LOG_LEVEL", "info").upper(),
+                        "--without-gossip", "--without-mingle", "--without-heartbeat"])
