@@ -135,6 +135,17 @@ def configure(fmt, level=logging.INFO):
     _replace_handler(access, _handler("stdout", fmt))
 
 
+def configure_from_env(environ=None):
+    """For processes without Flask (the agent, the central worker): LOG_FORMAT and APP_ENV from the
+    environment; returns the format used."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    fmt = resolve_format(environ.get("LOG_FORMAT"), environ.get("APP_ENV", "development"))
+    configure(fmt)
+    return fmt
+
+
 def init_app(app):
     """Resolve LOG_FORMAT for the app's environment and configure logging once per app."""
     from app.config import ConfigError

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, build_app
-from tests.support.gunicorn import StartedServer
+from tests.support.gunicorn import ROOT, StartedServer
 
 KEYS = {"time", "level", "logger", "message", "request_id", "user_id", "auth_method", "route", "status",
         "duration_ms"}
@@ -151,3 +151,18 @@ def test_start_sh_writes_json_lines_without_secrets(tmp_path):
     scan_for(output, {"password": PASSWORD, "password hash": password_hash, "token": token, "API key": key,
                       "key hash": key_hash, "register body": json.dumps(register_body),
                       "token signature": token.rsplit(".", 1)[1]})
+
+
+def test_processes_without_flask_log_json_too():
+    """The agent and the central worker can use the same lines: configure_from_env needs no Flask."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; import app.logging_setup as logging_setup; logging_setup.configure_from_env();"
+            "logging.getLogger('probeops.agent').warning('up', extra={'location': 'lab-1'});"
+            "assert 'flask' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"LOG_FORMAT": "json", "PATH": "/usr/bin:/bin"}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    (line,) = json_lines(done.stderr)
+    assert KEYS <= set(line) and line["message"] == "up" and line["location"] == "lab-1"
