@@ -69,6 +69,8 @@ class Config:
     TESTING = False
     # json (one object a line) or text; unset: json in production, text elsewhere (app/logging_setup.py)
     LOG_FORMAT = _env("LOG_FORMAT")
+    # GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>" when set (required in production).
+    METRICS_TOKEN = _env("METRICS_TOKEN", "")
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL")  # None -> SQLite file in the instance folder
     # Per worker. The transaction pool must cover requests queued on one user's row lock (the
@@ -99,6 +101,9 @@ class Config:
     PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12)
     PASSWORD_MAX_LENGTH = 128
     API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
+    # Sessions and keys (issue 11): a refresh token's lifetime; how long a rotated key's old secret works.
+    REFRESH_TOKEN_DAYS = _int("REFRESH_TOKEN_DAYS", 30)
+    API_KEY_ROTATION_GRACE_SECONDS = _int("API_KEY_ROTATION_GRACE_SECONDS", 86400)
     # Per-account login back-off (app/services/login_throttle.py), on top of RATELIMIT_AUTH per IP.
     LOGIN_FREE_FAILURES = _int("LOGIN_FREE_FAILURES", 5)
     LOGIN_BACKOFF_BASE_SECONDS = _int("LOGIN_BACKOFF_BASE_SECONDS", 1)
@@ -277,3 +282,5 @@ def check_production(config):
         raise ConfigError(problem)
     if "*" in config.get("CORS_ORIGINS", []) and config.get("CORS_ALLOW_CREDENTIALS"):
         raise ConfigError("CORS_ORIGINS='*' together with CORS_ALLOW_CREDENTIALS is refused in production")
+    if not config.get("METRICS_TOKEN"):
+        raise ConfigError("METRICS_TOKEN is required in production: /metrics would be open to anyone")

@@ -3,8 +3,16 @@ from flask import g
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
-from app.schemas.api_keys import (ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListSchema, ApiKeySchema,
-                                  ApiKeyUpdatedSchema, ApiKeyUpdateSchema, MessageSchema)
+from app.schemas.api_keys import (
+    SHOWN_ONCE,
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyListSchema,
+    ApiKeySchema,
+    ApiKeyUpdatedSchema,
+    ApiKeyUpdateSchema,
+    MessageSchema,
+)
 from app.services import api_keys as service
 
 blp = Blueprint("apikeys", __name__, url_prefix="/api/apikeys", description="API keys")
@@ -24,8 +32,19 @@ def list_keys():
 @blp.response(201, ApiKeyCreatedSchema)
 def create(body):
     """Create a key; the whole key is in this answer and never again."""
-    key = service.create_key(g.current_user, body["description"])
-    return {"message": "API key created successfully", "api_key": key}
+    key = service.create_key(g.current_user, body["description"], name=body["name"], expires_at=body["expires_at"],
+                             scopes=body["scopes"])
+    return {"message": "API key created successfully", "warning": SHOWN_ONCE, "api_key": key}
+
+
+@blp.post("/<id:key_id>/rotate")
+@auth_required(jwt_only=True)
+@blp.response(201, ApiKeyCreatedSchema)
+def rotate(key_id):
+    """A new secret for the key, shown this once; the old one keeps working for the grace period
+    (API_KEY_ROTATION_GRACE_SECONDS, 24 h by default) only."""
+    key = service.rotate_key(g.current_user, key_id)
+    return {"message": "API key rotated", "warning": SHOWN_ONCE, "api_key": key}
 
 
 @blp.get("/<id:key_id>")

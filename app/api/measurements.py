@@ -23,7 +23,7 @@ STREAM_KEEPALIVE_SECONDS = 15.0
 
 
 @blp.post("/measurements")
-@auth_required()
+@auth_required(scope="probes:run")
 @blp.arguments(MeasurementCreateSchema)
 @blp.alt_response(202, schema=MeasurementCreatedSchema, description="Accepted: the results arrive as each ends")
 def create_measurement(body):
@@ -38,7 +38,7 @@ def create_measurement(body):
 
 
 @blp.get("/measurements")
-@auth_required()
+@auth_required(scope="history:read")
 @blp.arguments(MeasurementQuerySchema, location="query")
 @blp.response(200, MeasurementListSchema)
 def list_measurements(query):
@@ -47,7 +47,7 @@ def list_measurements(query):
 
 
 @blp.get("/measurements/<measurement_id>")
-@auth_required()
+@auth_required(scope="history:read")
 @blp.alt_response(200, schema=MeasurementSchema, description="The measurement with every result so far")
 def get_measurement(measurement_id):
     """One of the caller's measurements; ETag on every answer, If-None-Match gives 304."""
@@ -113,7 +113,7 @@ def _event(name, data, event_id=None):
 
 
 @blp.get("/measurements/<measurement_id>/stream")
-@auth_required()
+@auth_required(scope="history:read")
 @blp.alt_response(200, description="text/event-stream: a `result` event per result as it ends, then `finished`")
 def stream_measurement(measurement_id):
     """Server-sent events: each result as it ends, then `finished`; it closes by itself."""

@@ -19,7 +19,7 @@ def _answer(probe_type, target, outcome):
 
 
 @blp.post("/ping")
-@auth_required()
+@auth_required(scope="probes:run")
 @blp.arguments(PingSchema)
 @blp.alt_response(200, schema=ProbeResponseSchema, description="The probe ran (success false when it failed)")
 def ping(body):
@@ -28,7 +28,7 @@ def ping(body):
 
 
 @blp.post("/traceroute")
-@auth_required()
+@auth_required(scope="probes:run")
 @blp.arguments(TracerouteSchema)
 @blp.alt_response(200, schema=ProbeResponseSchema, description="The probe ran (success false when it failed)")
 def traceroute(body):
@@ -38,7 +38,7 @@ def traceroute(body):
 
 
 @blp.post("/dns")
-@auth_required()
+@auth_required(scope="probes:run")
 @blp.arguments(DnsSchema)
 @blp.alt_response(200, schema=ProbeResponseSchema, description="The probe ran (success false when it failed)")
 def dns(body):
@@ -49,7 +49,7 @@ def dns(body):
 
 
 @blp.post("/whois")
-@auth_required()
+@auth_required(scope="probes:run")
 @blp.arguments(WhoisSchema)
 @blp.alt_response(200, schema=ProbeResponseSchema, description="The probe ran (success false when it failed)")
 def whois(body):
@@ -58,7 +58,7 @@ def whois(body):
 
 
 @blp.get("/history")
-@auth_required()
+@auth_required(scope="history:read")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
 def list_history(query):
@@ -67,7 +67,7 @@ def list_history(query):
 
 
 @blp.get("/history/<id:job_id>")
-@auth_required()
+@auth_required(scope="history:read")
 @blp.response(200, JobDetailSchema)
 def get_job(job_id):
     """One of the caller's jobs with its result and structured data."""

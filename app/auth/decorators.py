@@ -1,4 +1,4 @@
-"""Route decorators: authentication and role checks."""
+"""Route decorators: authentication, role and API-key scope checks."""
 from functools import wraps
 
 from flask import g
@@ -13,11 +13,22 @@ def _challenge(code):
     return None
 
 
-def auth_required(jwt_only=False, admin=False):
-    """Require a valid JWT (or API key unless ``jwt_only``); with ``admin``, the admin role.
+def _check_scope(scope):
+    """403 ``insufficient_scope`` naming ``scope`` when the calling API key lacks it (JWTs have all)."""
+    granted = g.get("api_key_scopes")
+    if scope is None or g.auth_method != "api_key" or granted is None or scope in granted:
+        return
+    raise ApiError(403, f"This API key lacks the scope '{scope}'", code="insufficient_scope",
+                   fields={"scope": [scope]})
 
-    401 for missing or bad credentials, 403 for the wrong role or an API key on a JWT-only route.
-    The role is read from the user row loaded for this request, never from the token.
+
+def auth_required(jwt_only=False, admin=False, scope=None):
+    """Require a valid JWT (or API key unless ``jwt_only``); with ``admin``, the admin role; with
+    ``scope``, an API key must hold that scope.
+
+    401 for missing or bad credentials, 403 for the wrong role, an API key on a JWT-only route or
+    a key outside its scopes. The role is read from the user row loaded for this request, never
+    from the token.
     """
     def decorator(view):
         @wraps(view)
@@ -31,6 +42,7 @@ def auth_required(jwt_only=False, admin=False):
                 raise ApiError(403, "This endpoint requires a JWT (Authorization: Bearer); API keys cannot manage keys")
             if admin and g.current_user.role != "admin":
                 raise ApiError(403, "Admin role required")
+            _check_scope(scope)
             return view(*args, **kwargs)
         return wrapper
     return decorator

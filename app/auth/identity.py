@@ -17,7 +17,7 @@ from flask import current_app, g, request
 
 from app.auth import api_keys
 from app.auth.tokens import TokenExpired, TokenInvalid, decode_token
-from app.db.models import ApiKey, User
+from app.db.models import ApiKey, RefreshToken, User
 from app.extensions import db
 from app.utils.clock import utcnow
 
@@ -41,11 +41,21 @@ class Caller:
 
 
 # Built once: constructing a select costs more than running it on the hot path.
-USER_BY_ID = sa.select(*USER_COLUMNS).where(User.id == sa.bindparam("user_id"))
+# A JWT's session (refresh-token family, the ``sid`` claim) is checked in the same statement.
+SESSION_REVOKED = (
+    sa.select(RefreshToken.id)
+    .where(RefreshToken.family_id == sa.bindparam("sid"), RefreshToken.revoked_at.is_not(None))
+    .exists()
+)
+USER_BY_ID = sa.select(*USER_COLUMNS, SESSION_REVOKED.label("session_revoked")).where(
+    User.id == sa.bindparam("user_id"))
+# The current secret, or the previous one during its rotation grace period.
 USER_BY_KEY_HASH = (
     sa.select(*USER_COLUMNS, ApiKey.id.label("key_id"), ApiKey.key_hash, ApiKey.is_active.label("key_active"),
-              ApiKey.last_used_at)
-    .join(ApiKey, ApiKey.user_id == User.id).where(ApiKey.key_hash == sa.bindparam("digest"))
+              ApiKey.last_used_at, ApiKey.expires_at, ApiKey.scopes, ApiKey.previous_key_hash,
+              ApiKey.previous_expires_at)
+    .join(ApiKey, ApiKey.user_id == User.id)
+    .where(sa.or_(ApiKey.key_hash == sa.bindparam("digest"), ApiKey.previous_key_hash == sa.bindparam("digest")))
 )
 
 
@@ -70,38 +80,50 @@ def _caller(row):
 
 def _user_from_jwt(conn, token):
     try:
-        user_id, version = decode_token(token, current_app.config["JWT_SECRET_KEY"])
+        user_id, version, session_id = decode_token(token, current_app.config["JWT_SECRET_KEY"])
     except TokenExpired:
-        return None, ("token_expired", "The token has expired: log in again")
+        return None, ("token_expired", "The token has expired: refresh it or log in again")
     except TokenInvalid:
         return None, ("invalid_credentials", "Invalid token")
-    row = conn.execute(USER_BY_ID, {"user_id": user_id}).first()
-    if row is None or row.token_version != version:
+    row = conn.execute(USER_BY_ID, {"user_id": user_id, "sid": session_id}).first()
+    if row is None or row.token_version != version or row.session_revoked:
         return None, ("token_revoked", "The token has been revoked: log in again")
     if not row.is_active:
         return None, ("account_disabled", "This account is deactivated")
+    g.session_id = session_id
     return _caller(row), None
 
 
-# A wrong, revoked or deactivated account's key all get this same answer: the caller learns
-# nothing about which keys exist or whose account was disabled.
+# A wrong, revoked, expired or deactivated account's key all get this same answer: the caller
+# learns nothing about which keys exist or whose account was disabled.
 BAD_KEY = ("invalid_credentials", "Invalid API key")
 
 
+def _key_secret_valid(row, digest, now):
+    """The current secret, unexpired; or the previous one within its grace period."""
+    if row.expires_at is not None and row.expires_at <= now:
+        return False
+    if hmac.compare_digest(row.key_hash, digest):
+        return True
+    return (row.previous_key_hash is not None and hmac.compare_digest(row.previous_key_hash, digest)
+            and row.previous_expires_at is not None and row.previous_expires_at > now)
+
+
 def _user_from_api_key(conn, value):
-    if not api_keys.looks_like_key(value):
+    if not api_keys.looks_like_key(value):  # a mistyped or invented key: no database round trip
         return None, None, BAD_KEY
     digest = api_keys.hash_key(value)
     row = conn.execute(USER_BY_KEY_HASH, {"digest": digest}).first()
-    if row is None or not hmac.compare_digest(row.key_hash, digest) or not row.key_active or not row.is_active:
+    now = utcnow()
+    if row is None or not row.key_active or not row.is_active or not _key_secret_valid(row, digest, now):
         return None, None, BAD_KEY
-    _touch(conn, row.key_id, row.last_used_at)
+    _touch(conn, row.key_id, row.last_used_at, now)
+    g.api_key_scopes = None if row.scopes is None else frozenset(row.scopes.split())
     return _caller(row), row.key_id, None
 
 
-def _touch(conn, key_id, last_used_at):
+def _touch(conn, key_id, last_used_at, now):
     """Move ``last_used_at`` at most once per API_KEY_TOUCH_SECONDS, so reads stay reads."""
-    now = utcnow()
     every = timedelta(seconds=current_app.config["API_KEY_TOUCH_SECONDS"])
     if last_used_at is not None and now - last_used_at < every:
         return
@@ -113,9 +135,10 @@ def _touch(conn, key_id, last_used_at):
 
 
 def identify_request():
-    """``before_request``: set ``g.current_user``, ``g.api_key_id``, ``g.auth_method``, and
-    ``g.auth_error`` as ``(code, message)`` when the credential is bad."""
-    g.current_user = g.api_key_id = g.auth_error = None
+    """``before_request``: set ``g.current_user``, ``g.api_key_id``, ``g.auth_method``,
+    ``g.api_key_scopes`` (None = all), ``g.session_id`` (a JWT's session) and ``g.auth_error`` as
+    ``(code, message)`` when the credential is bad."""
+    g.current_user = g.api_key_id = g.auth_error = g.api_key_scopes = g.session_id = None
     method, value = _credentials()
     g.auth_method = method
     if method is None:

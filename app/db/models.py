@@ -77,8 +77,38 @@ class ApiKey(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    expires_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    # Space-separated scopes; NULL = every scope (keys made before scopes existed).
+    scopes: Mapped[str] = mapped_column(sa.String(255), nullable=True)
+    # After a rotation the old secret's hash works until previous_expires_at (the grace period).
+    previous_key_hash: Mapped[str] = mapped_column(sa.String(64), nullable=True)
+    previous_expires_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
 
     user = relationship("User", back_populates="api_keys", lazy="raise")
+
+
+# A unique index, not a constraint, so that migration 0006 adds it without rebuilding the table.
+sa.Index("ix_api_keys_previous_key_hash", ApiKey.previous_key_hash, unique=True)
+
+
+class RefreshToken(db.Model):
+    """One refresh token (only its SHA-256 kept); a login starts a family, each refresh adds the next.
+
+    ``used_at`` marks a spent token; ``revoked_at`` on every row of a family ends that session
+    (logout, reuse of a spent token, password change). Access tokens carry the family as ``sid``.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[str] = mapped_column(sa.String(32), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[object] = mapped_column(UTCDateTime)
+    used_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[object] = mapped_column(UTCDateTime, nullable=True)
 
 
 ACTIVE_SQL = sa.text("status IN ('queued', 'running')")

@@ -74,3 +74,57 @@ class RegisterResponseSchema(Schema):
 
 class LoginResponseSchema(RegisterResponseSchema):
     token = fields.String()
+
+
+class SessionFieldsMixin(Schema):
+    """An access token's lifetime and the refresh token that renews it."""
+
+    expires_in = fields.Integer(metadata={"description": "Seconds until the access token expires"})
+    refresh_token = fields.String(metadata={"description": "Opaque; rotated on every use, shown once"})
+
+
+class LoginSessionResponseSchema(LoginResponseSchema, SessionFieldsMixin):
+    """Login: the token, its lifetime and a refresh token."""
+
+
+class RefreshSchema(Schema):
+    refresh_token = CleanString(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+
+
+class SessionSchema(SessionFieldsMixin):
+    token = fields.String()
+
+
+class LogoutSchema(Schema):
+    refresh_token = CleanString(load_only=True, validate=validate.Length(max=200))
+
+
+class PasswordChangeSchema(Schema):
+    current_password = CleanString(required=True, load_only=True, validate=validate.Length(max=1024))
+    new_password = PasswordField(required=True, load_only=True)
+
+
+class PasswordChangedSchema(SessionSchema):
+    """The new access token for this session (and a refresh token when the call had no session)."""
+
+    message = fields.String()
+
+
+class ProfileUpdateSchema(Schema):
+    username = TrimmedString(metadata={"example": "alice"})
+    email = fields.Email(validate=[validate.Length(max=254), utf8_text])
+    current_password = CleanString(required=True, load_only=True, validate=validate.Length(max=1024))
+
+    @validates("username")
+    def check_username(self, value, **kwargs):
+        if not USERNAME_RE.match(value):
+            raise ValidationError("Must be 3-64 characters: letters, digits, '.', '_' or '-'.")
+
+    @validates_schema
+    def need_change(self, data, **kwargs):
+        if "username" not in data and "email" not in data:
+            raise ValidationError("Give username and/or email.", "username")
+
+
+class MessageResponseSchema(Schema):
+    message = fields.String()

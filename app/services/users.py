@@ -5,12 +5,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
 from app.auth.rate_key import client_address
-from app.auth.tokens import issue_token
 from app.db.models import ApiKey, ProbeJob, User
 from app.errors import ApiError
 from app.extensions import db
-from app.services import audit, login_throttle
-from app.utils.clock import utcnow
+from app.services import audit, login_throttle, sessions
 
 
 def _duplicate_field(username, email):
@@ -66,7 +64,8 @@ def _throttle_subject(user, email, username, address):
 
 
 def login(password, email=None, username=None):
-    """Return ``(user, token)``; the same 401 for an unknown account and a wrong password."""
+    """Return ``(user, session)`` (session: token, expires_in, refresh_token); the same 401 for an
+    unknown account and a wrong password."""
     user = _find_login_user(email, username)
     address = client_address()
     subject = _throttle_subject(user, email, username, address)
@@ -83,10 +82,9 @@ def login(password, email=None, username=None):
     if legacy:  # hashed before passwords were normalised: store the NFKC form's hash
         user.password_hash = hash_password(password, rounds)
     audit.record("login.success", user.id, "user", user.id)
+    session = sessions.start(user)
     db.session.commit()
-    token = issue_token(user, current_app.config["JWT_SECRET_KEY"],
-                        current_app.config["JWT_EXPIRES_MINUTES"], utcnow())
-    return user, token
+    return user, session
 
 
 def _audit_login_failure(user, reason):
@@ -101,6 +99,58 @@ def get_user(user_id):
     user = db.session.get(User, user_id)
     if user is None:
         raise ApiError(404, f"User {user_id} not found")
+    return user
+
+
+def _checked_password(user_id, password):
+    """The user's row (locked until commit where the database can) when ``password`` is theirs; else 401."""
+    user = db.session.get(User, user_id, with_for_update=True, populate_existing=True)
+    if user is None or not verify_password(password, user.password_hash)[0]:
+        db.session.rollback()
+        raise ApiError(401, "current_password: wrong password", code="invalid_credentials",
+                       fields={"current_password": ["Wrong password."]})
+    return user
+
+
+def change_password(user_id, session_id, current_password, new_password):
+    """Set a new password; every other session and access token stops working, API keys keep working.
+
+    The token_version bump ends every access token (the one of this call too); the answer's new
+    token continues this session, whose refresh token stays valid (a call without a session gets
+    a new one)."""
+    db.session.commit()
+    user = _checked_password(user_id, current_password)
+    user.password_hash = hash_password(new_password, current_app.config["BCRYPT_ROUNDS"])
+    user.token_version += 1
+    sessions.revoke_others(user.id, session_id)
+    audit.record("user.password", user.id, "user", user.id)
+    if session_id is None:
+        answer = sessions.start(user)
+    else:
+        answer = {"token": sessions.access_token(user, session_id), "expires_in": sessions.expires_in()}
+    db.session.commit()
+    return answer
+
+
+def update_profile(user_id, current_password, username=None, email=None):
+    """Change the caller's username and/or email (password required); 409 naming the field on a clash."""
+    db.session.commit()
+    user = _checked_password(user_id, current_password)
+    email = email.strip().lower() if email is not None else None
+    for field, value, taken in (
+            ("username", username, lambda: sa.func.lower(User.username) == username.lower()),
+            ("email", email, lambda: User.email == email)):
+        if value is None:
+            continue
+        if db.session.scalar(sa.select(User.id).where(taken(), User.id != user.id)) is not None:
+            db.session.rollback()
+            raise _conflict(field)
+        setattr(user, field, value)
+    try:
+        db.session.commit()
+    except IntegrityError:  # a concurrent registration or change took it meanwhile
+        db.session.rollback()
+        raise _conflict("username" if username is not None else "email") from None
     return user
 
 

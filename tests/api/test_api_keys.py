@@ -6,7 +6,7 @@ import pytest
 from app.db.models import ApiKey
 from tests.conftest import count_rows
 
-KEY_FIELDS = {"id", "key", "description", "is_active", "created_at", "last_used_at"}
+KEY_FIELDS = {"id", "key", "name", "description", "is_active", "created_at", "last_used_at", "expires_at", "scopes"}
 
 
 def create_key(client, headers, description="ci"):
@@ -21,7 +21,7 @@ def test_create_shows_the_whole_key_once(client, user, auth_headers, db_session)
     assert body["message"] == "API key created successfully"
     key = body["api_key"]
     assert set(key) == KEY_FIELDS
-    assert key["key"].startswith("probeops.") and len(key["key"]) > 40
+    assert key["key"].startswith("probeops_") and len(key["key"]) > 40
     assert key["last_used_at"] is None and key["is_active"] is True and key["description"] == "ci"
     row = db_session.get(ApiKey, key["id"])
     assert key["key"] not in (row.key_hash, row.prefix)  # only a hash and a prefix are stored
