@@ -58,6 +58,10 @@ def app_names():
     for path in (ROOT / "app").rglob("*.py"):
         names |= set(re.findall(r'os\.environ(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
         names |= set(re.findall(r'os\.getenv\(\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
+    # The agent reads its own settings from a mapping (app/agent/settings.py): env.get / _text / _number.
+    agent = (ROOT / "app" / "agent" / "settings.py").read_text()
+    names |= set(re.findall(r'\b(?:_text|_number)\(\s*env,\s*"([A-Z][A-Z0-9_]*)"', agent))
+    names |= set(re.findall(r'\benv\.get\(\s*"([A-Z][A-Z0-9_]*)"', agent))
     return names
 
 
@@ -161,9 +165,13 @@ def test_backend_template_requires_production_and_passes_once_the_secret_is_real
            if ASSIGNMENT.match(line) and not line.startswith("#")]
     assert not [line for line in raw if re.search(r"[\s\"'$`;]", line.split("=", 1)[1])], \
         "active production values must need no quoting: docker run --env-file keeps quotes literally"
-    # Everything else in the template is acceptable to production: only the secret is missing.
+    assert env.get("METRICS_TOKEN") == "", "empty: production refuses to start until the operator sets one"
+    with pytest.raises(ConfigError, match="METRICS_TOKEN"):
+        check_production({"JWT_SECRET_KEY": secrets.token_urlsafe(48), "METRICS_TOKEN": env["METRICS_TOKEN"]})
+    # Everything else in the template is acceptable to production: only the secrets are missing.
     config = {
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
         "CORS_ORIGINS": [o.strip() for o in env.get("CORS_ORIGINS", "*").split(",") if o.strip()],
         "CORS_ALLOW_CREDENTIALS": env.get("CORS_ALLOW_CREDENTIALS", "false").lower() in ("1", "true", "yes", "on"),
     }
@@ -195,6 +203,8 @@ def _scalar(text):
         assert text.endswith("'"), text
         return text[1:-1].replace("''", "'")
     assert not text.startswith(("{", "&", "*", "|", ">", "!")), f"unsupported YAML: {text}"
+    if re.fullmatch(r"-?[0-9]+", text):
+        return int(text)  # as YAML reads an unquoted integer
     return text
 
 
@@ -266,7 +276,7 @@ def test_parser_reads_nesting_and_rejects_what_it_does_not_know():
 def test_compose_services_and_healthchecks(compose):
     path, data = compose
     services = data["services"]
-    assert set(services) == {"api", "db", "redis", "proxy"}, path.name
+    assert set(services) == {"api", "db", "redis", "proxy", "worker", *agent_services(services)}, path.name
     for name, service in services.items():
         check = service.get("healthcheck") or {}
         assert isinstance(check.get("test"), list) and check["test"][0] in ("CMD", "CMD-SHELL"), \
@@ -291,11 +301,43 @@ def test_compose_names_are_read_by_the_code(compose, known_names):
     for name, service in data["services"].items():
         env = service.get("environment") or {}
         assert isinstance(env, dict), f"{path.name}: write environment as a mapping"
-        allowed = {"api": known_names, "db": POSTGRES_IMAGE_NAMES, "redis": set(), "proxy": set()}[name]
+        allowed = {"db": POSTGRES_IMAGE_NAMES, "redis": set(), "proxy": set()}.get(name, known_names)
         unknown = sorted(set(env) - allowed)
         assert not unknown, f"{path.name}: service {name} sets names nothing reads: {unknown}"
     interpolated = set(re.findall(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)", path.read_text()))
     assert interpolated <= known_names, f"{path.name} interpolates unknown names {interpolated - known_names}"
+
+
+def agent_services(services):
+    """The services that run ./start.sh agent."""
+    return {name for name, service in services.items() if service.get("command") == ["agent"]}
+
+
+def test_compose_runs_the_central_worker_and_two_agents_at_different_locations(compose):
+    path, data = compose
+    services = data["services"]
+    broker = services["api"]["environment"]["CELERY_BROKER_URL"]
+    assert broker.startswith("redis://redis:6379/"), path.name
+    assert broker != services["api"]["environment"]["RATELIMIT_STORAGE_URI"], "the broker gets its own Redis db"
+    worker = services["worker"]
+    assert worker["command"] == ["worker"] and worker["environment"]["CELERY_BROKER_URL"] == broker
+    assert worker["env_file"] == services["api"]["env_file"], "the worker needs the api's database settings"
+    assert worker["depends_on"]["api"] == {"condition": "service_healthy"}, "migrations are the api's"
+    agents = agent_services(services)
+    assert len(agents) >= 2, path.name
+    locations = set()
+    for name in agents:
+        agent = services[name]
+        env = agent["environment"]
+        assert "env_file" not in agent and "volumes" not in agent, f"{name}: an agent gets the broker URL only"
+        assert not {k for k in env if "DATABASE" in k or "POSTGRES" in k or k in SECRET_NAMES}, name
+        assert env["CELERY_BROKER_URL"] == broker and env["AGENT_NAME"], name
+        assert "NET_RAW" in agent.get("cap_add", []), f"{name}: probes need CAP_NET_RAW"
+        assert agent["depends_on"] == {"redis": {"condition": "service_healthy"}}, name
+        assert "app.agent.health" in " ".join(agent["healthcheck"]["test"]), name
+        locations.add((env["AGENT_NAME"], env["AGENT_COUNTRY"], env["AGENT_CITY"]))
+    assert len({loc[0] for loc in locations}) == len(agents), "agent names must differ"
+    assert len({loc[1:] for loc in locations}) == len(agents), "agents at different locations"
 
 
 def test_dev_compose_uses_postgres_and_the_dev_template():
