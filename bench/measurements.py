@@ -1,0 +1,359 @@
+"""Measurement figures (issue 9): probes dispatched through Celery to agents over the lab.
+
+    python -m bench --only measurements          # full: ten agents, 50 ten-location measurements
+    python -m bench --smoke --only measurements  # seconds: two agents, three two-location ones
+
+What runs: a second API (``./start.sh`` with ``CELERY_BROKER_URL`` on the bench's Redis, its own
+PostgreSQL database), the central worker (``./start.sh worker``) and N agents (``./start.sh
+agent``, one process each, ``AGENT_NAME`` bench-01…, tag ``bench``), all in the root namespace of
+the lab, probing only the lab's target. The embedded API the other figures use is the baseline of
+the synchronous ping. Three figures, each against a baseline of the same run:
+
+- results in flight: N measurements x N locations posted at once, wall time (first measurement
+  created -> last result stored, the rows' own timestamps) against one measurement alone; and
+  ``/api/health`` p99 meanwhile against idle;
+- dispatch overhead: POST -> first result seen by the client (GET every few ms), against the same
+  ping run directly here by the engine (``run_spec``), the probe's own duration;
+- a synchronous ping through an agent against the same ping on the embedded API.
+"""
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import requests
+import sqlalchemy as sa
+
+from tests.support.gunicorn import ROOT
+
+AGENT_TAG = "bench"
+POLL_SECONDS = 0.02      # the bench's read of the measurement rows while waiting
+CLIENT_POLL_SECONDS = 0.005  # the client's GET while waiting for a first result
+
+
+@dataclass
+class MeasurementSizes:
+    """How much work the measurement figures do."""
+
+    agents: int
+    measurements: int
+    ping_count: int
+    alone_runs: int
+    overhead_samples: int
+    sync_count: int
+    sync_runs: int
+
+
+FULL = MeasurementSizes(agents=10, measurements=50, ping_count=3, alone_runs=3, overhead_samples=20,
+                        sync_count=4, sync_runs=3)
+SMOKE = MeasurementSizes(agents=2, measurements=3, ping_count=1, alone_runs=1, overhead_samples=2,
+                         sync_count=2, sync_runs=1)
+
+
+def agent_name(index):
+    return f"bench-{index + 1:02d}"
+
+
+class Fleet:
+    """The Celery side: an API in Celery mode, the central worker and the agents (start.sh roles)."""
+
+    def __init__(self, bench, sizes):
+        self.bench, self.sizes = bench, sizes
+        self.broker = bench.redis.url.rsplit("/", 1)[0] + "/5"  # the rate limits keep database 0
+        self.procs = []
+        self.api = None
+        self.database = None
+
+    def role_env(self, **extra):
+        bin_dir = os.path.dirname(sys.executable)
+        workdir = self.bench.workdir
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(workdir), "LANG": "C.UTF-8",
+               "PROBEOPS_SKIP_DOTENV": "1", "PROBEOPS_INSTANCE_PATH": str(workdir / "instance"),
+               "CELERY_BROKER_URL": self.broker, "LOG_LEVEL": "warning"}
+        env.update(extra)
+        return env
+
+    def start_role(self, role, env, label):
+        log = open(self.bench.workdir / f"{label}.log", "wb")  # noqa: SIM115 - the child keeps its copy
+        proc = subprocess.Popen([str(ROOT / "start.sh"), role], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        proc.label = label
+        self.procs.append(proc)
+        return proc
+
+    def start(self):
+        """The API (migrations), then the central worker and the agents; returns when all are online."""
+        bench, lab = self.bench, self.bench.lab
+        self.database = bench.postgres.create_database(f"probeops_bench_celery_{os.getpid()}")
+        self.api = bench.start_api(self.database, CELERY_BROKER_URL=self.broker, DEFAULT_LOCATION=agent_name(0),
+                                   MEASUREMENT_MAX_PROBES=str(max(16, self.sizes.agents)))
+        self.start_role("worker", self.role_env(**bench.api_env(self.database)), "central-worker")
+        concurrency = str(max(16, self.sizes.measurements + 8))
+        for index in range(self.sizes.agents):
+            self.start_role("agent", self.role_env(
+                AGENT_NAME=agent_name(index), AGENT_TAGS=AGENT_TAG, AGENT_CONCURRENCY=concurrency,
+                PROBE_ALLOWED_NETWORKS=lab.allowed_networks, DNS_NAMESERVERS=lab.dns), agent_name(index))
+        self.engine = sa.create_engine(self.database.replace("postgresql://", "postgresql+psycopg2://"))
+        from bench.run import seed_user
+
+        self.user_id, self.headers = seed_user(self.api.url, self.engine, "agentbench")
+        self.wait_online(timeout=120)
+        return self
+
+    def wait_online(self, timeout):
+        names = {agent_name(i) for i in range(self.sizes.agents)}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            body = requests.get(f"{self.api.url}/api/locations", headers=self.headers, timeout=10).json()
+            if names <= {loc["name"] for loc in body.get("locations", [])}:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"agents not online after {timeout}s")
+
+    def check_alive(self):
+        for proc in self.procs:
+            if proc.poll() is not None:
+                log = (self.bench.workdir / f"{proc.label}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{proc.label} exited with {proc.returncode}:\n{log}")
+
+    def print_logs(self, tail=4000):
+        """The end of every role's log, on stderr (why a figure could not be measured)."""
+        logs = [(proc.label, self.bench.workdir / f"{proc.label}.log") for proc in self.procs]
+        if self.api is not None:
+            logs.append(("api", self.api.log_path))
+        for label, path in logs:
+            with contextlib.suppress(OSError):
+                print(f"--- {label} ---\n{path.read_text(errors='replace')[-tail:]}", file=sys.stderr)
+
+    def stop(self):
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        if self.api is not None:
+            self.api.stop()
+            self.bench.servers.remove(self.api)
+        with contextlib.suppress(AttributeError):
+            self.engine.dispose()
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+def measurement_body(target, count, limit):
+    return {"type": "ping", "target": target, "options": {"count": count}, "locations": [{"tag": AGENT_TAG}],
+            "limit": limit}
+
+
+def load_argv(url, requests_total, concurrency, headers=None, method="GET", body=None, duration=None):
+    argv = [sys.executable, "-m", "bench.load", "--url", url, "--requests", str(requests_total),
+            "--concurrency", str(concurrency), "--method", method]
+    if duration:
+        argv += ["--duration", str(duration)]
+    if body is not None:
+        argv += ["--body", json.dumps(body)]
+    for name, value in (headers or {}).items():
+        argv += ["--header", f"{name}: {value}"]
+    return argv
+
+
+def spawn_load(*args, **kwargs):
+    return subprocess.Popen(load_argv(*args, **kwargs), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def finish_load(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    return json.loads(out)
+
+
+def wait_finished(fleet, before, expected, timeout):
+    """Poll the rows until ``expected`` measurements made after the user's first ``before`` have finished.
+
+    Returns (wall seconds from the first one created to the last result stored, peak results
+    running at once, results by status).
+    """
+    deadline = time.monotonic() + timeout
+    peak = 0
+    query = sa.text("""
+        WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = :u
+                   ORDER BY created_at DESC LIMIT :n)
+        SELECT (SELECT count(*) FROM measurements WHERE user_id = :u),
+               (SELECT count(*) FROM m WHERE status = 'finished'),
+               (SELECT EXTRACT(EPOCH FROM max(updated_at) - min(created_at)) FROM m),
+               (SELECT count(*) FROM probe_jobs j JOIN m ON j.measurement_id = m.id WHERE j.status = 'running')""")
+    while True:
+        with fleet.engine.connect() as conn:
+            made, finished, wall, running = conn.execute(query, {"u": fleet.user_id, "n": expected}).one()
+        peak = max(peak, running)
+        if made >= before + expected and finished == expected:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{finished}/{expected} measurements finished after {timeout}s")
+        time.sleep(POLL_SECONDS)
+    with fleet.engine.connect() as conn:
+        statuses = dict(conn.execute(sa.text("""
+            SELECT j.status || CASE WHEN j.success THEN '' ELSE ' (unsuccessful)' END, count(*)
+            FROM probe_jobs j JOIN (SELECT id FROM measurements WHERE user_id = :u ORDER BY created_at DESC LIMIT :n) m
+              ON j.measurement_id = m.id GROUP BY 1"""), {"u": fleet.user_id, "n": expected}).all())
+    return float(wall), peak, statuses
+
+
+def measurements_made(fleet):
+    with fleet.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM measurements WHERE user_id = :u"),
+                            {"u": fleet.user_id}).scalar()
+
+
+def run_measurements(fleet, how_many, timeout=300):
+    """POST ``how_many`` N-location measurements at once (bench/load.py), wait for every result."""
+    sizes, lab = fleet.sizes, fleet.bench.lab
+    before = measurements_made(fleet)
+    body = measurement_body(lab.target, sizes.ping_count, sizes.agents)
+    posts = spawn_load(f"{fleet.api.url}/api/measurements", how_many, how_many, fleet.headers, "POST", body)
+    wall, peak, statuses = wait_finished(fleet, before, how_many, timeout)
+    result = finish_load(posts)
+    assert result["statuses"] == {"202": how_many}, result["statuses"]
+    return wall, peak, statuses
+
+
+# -- the figures ------------------------------------------------------------------------------------------
+def fig_in_flight(fleet):
+    """Wall time of N x N results at once vs one measurement alone; /api/health p99 meanwhile vs idle."""
+    from bench.run import Figure, ratio_figure
+
+    sizes, api = fleet.sizes, fleet.api
+    run_measurements(fleet, 1)  # warm-up: connections to the broker and the database in every process
+    alone = statistics.median(run_measurements(fleet, 1)[0] for _ in range(sizes.alone_runs))
+    health = f"{api.url}/api/health"
+    window = max(0.5, 0.8 * alone)  # inside the busy period, which lasts at least as long as one alone
+    finish_load(spawn_load(health, 100, 4))
+    idle = finish_load(spawn_load(health, 0, 4, duration=window))
+    before = measurements_made(fleet)
+    body = measurement_body(fleet.bench.lab.target, sizes.ping_count, sizes.agents)
+    posts = spawn_load(f"{api.url}/api/measurements", sizes.measurements, sizes.measurements, fleet.headers,
+                       "POST", body)
+    busy_proc = spawn_load(health, 0, 4, duration=window)
+    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300)
+    health_outlived = busy_proc.poll() is not None
+    busy = finish_load(busy_proc)
+    created = finish_load(posts)
+    assert created["statuses"] == {"202": sizes.measurements}, created["statuses"]
+    total = sizes.measurements * sizes.agents
+    done = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    flight = ratio_figure(f"{sizes.measurements} ping measurements x {sizes.agents} agents at once "
+                          f"({total} results), wall time", wall, alone, "s", "<= 1.5x one alone", False, 1.5,
+                          f"peak {peak} running at once; {done}")
+    note = "" if not health_outlived else "the results ended before the health load did"
+    health_fig = ratio_figure(f"GET /api/health p99 while {total} results are in flight", busy["p99_ms"],
+                              idle["p99_ms"], "ms", "<= 2x idle p99", False, 2.0, note)
+    assert isinstance(flight, Figure)
+    return [flight, health_fig]
+
+
+def direct_ping_seconds(lab):
+    """One ping of count 1 run here by the engine the agents run (the probe's own duration)."""
+    from app.probes.execute import run_spec
+    from app.probes.spec import LocalPolicy, ProbeSpec
+
+    bounds = {"ping_interval": 1.0, "ping_timeout": 2.0, "dns_timeout": 3.0}
+    spec = ProbeSpec("ping", lab.target, {"count": 1}, bounds, time.time() + 30)
+    started = time.perf_counter()
+    outcome = run_spec(spec, LocalPolicy(allowed_networks=lab.allowed_networks))
+    seconds = time.perf_counter() - started
+    assert outcome["success"], outcome
+    return seconds
+
+
+def first_result_seconds(fleet, session):
+    """POST a one-location ping (count 1) and GET it until its result has ended: seconds, client side."""
+    body = {"type": "ping", "target": fleet.bench.lab.target, "options": {"count": 1},
+            "locations": [{"name": agent_name(0)}]}
+    started = time.perf_counter()
+    created = session.post(f"{fleet.api.url}/api/measurements", json=body, timeout=30)
+    assert created.status_code == 202, created.text
+    url, etag = urljoin(fleet.api.url + "/", created.headers["Location"]), None
+    while True:
+        answer = session.get(url, headers={"If-None-Match": etag} if etag else {}, timeout=30)
+        if answer.status_code == 200:
+            etag = answer.headers.get("ETag")
+            results = answer.json()["results"]
+            if any(r["status"] != "in-progress" for r in results):
+                assert results[0]["success"], results[0]
+                return time.perf_counter() - started
+        if time.perf_counter() - started > 30:
+            raise RuntimeError("no result after 30 s")
+        time.sleep(CLIENT_POLL_SECONDS)
+
+
+def fig_dispatch_overhead(fleet):
+    """POST -> first result through Celery, against the probe's own duration run directly."""
+    from bench.run import Figure
+
+    lab = fleet.bench.lab
+    session = requests.Session()
+    session.headers.update(fleet.headers)
+    first_result_seconds(fleet, session)  # warm-up
+    direct_ping_seconds(lab)
+    through, direct = [], []
+    for _ in range(fleet.sizes.overhead_samples):  # interleaved: the same moments for both
+        direct.append(direct_ping_seconds(lab))
+        through.append(first_result_seconds(fleet, session))
+    measured, baseline = statistics.median(through) * 1000, statistics.median(direct) * 1000
+    diff = measured - baseline
+    return Figure(f"POST /api/measurements -> first result through Celery (ping count 1), median of "
+                  f"{len(through)}", measured, baseline, "ms", "<= probe's own + 50 ms",
+                  measured / baseline if baseline else float("inf"), diff <= 50.0,
+                  f"overhead {diff:.1f} ms (p90 {sorted(through)[int(0.9 * (len(through) - 1))] * 1000:.1f} ms)")
+
+
+def sync_ping_seconds(url, headers, target, count):
+    started = time.perf_counter()
+    answer = requests.post(f"{url}/api/probes/ping", json={"host": target, "count": count}, headers=headers,
+                           timeout=120)
+    seconds = time.perf_counter() - started
+    assert answer.status_code == 200, answer.text
+    return seconds
+
+
+def fig_sync_through_agent(fleet, embedded_api, embedded_headers):
+    """POST /api/probes/ping answered through an agent against the same ping on the embedded API."""
+    from bench.run import ratio_figure
+
+    sizes, lab = fleet.sizes, fleet.bench.lab
+    sync_ping_seconds(fleet.api.url, fleet.headers, lab.target, 1)  # warm-up
+    sync_ping_seconds(embedded_api.url, embedded_headers, lab.target, 1)
+    agent, embedded = [], []
+    for _ in range(sizes.sync_runs):
+        agent.append(sync_ping_seconds(fleet.api.url, fleet.headers, lab.target, sizes.sync_count))
+        embedded.append(sync_ping_seconds(embedded_api.url, embedded_headers, lab.target, sizes.sync_count))
+    return ratio_figure(f"synchronous POST /api/probes/ping (count {sizes.sync_count}) through an agent vs "
+                        "embedded, wall", statistics.median(agent), statistics.median(embedded), "s", "<= 1.1x",
+                        False, 1.1)
+
+
+def measurement_figures(bench, api, headers, smoke=False):
+    """Start the Celery side, measure the three figures, stop it."""
+    fleet = Fleet(bench, SMOKE if smoke else FULL)
+    try:
+        fleet.start()
+        figures = fig_in_flight(fleet)
+        figures.append(fig_dispatch_overhead(fleet))
+        figures.append(fig_sync_through_agent(fleet, api, headers))
+        fleet.check_alive()
+        return figures
+    except Exception:
+        fleet.print_logs()
+        raise
+    finally:
+        fleet.stop()
