@@ -351,9 +351,11 @@ def print_figure(f):
 def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=None, only=None, api_env=None):
     """Run the suite; returns the list of Figures. Servers given are reused, others made and stopped."""
     sizes = SMOKE if smoke else FULL
+    from bench.measurements import measurement_figures
+
     rounds = bcrypt_rounds or (4 if smoke else 12)
     with contextlib.ExitStack() as stack:
-        needs_lab = not only or set(only) & {"pings", "health", "rtt"}
+        needs_lab = not only or set(only) & {"pings", "health", "rtt", "measurements"}
         if lab is None and needs_lab:
             from tests.lab.netlab import Lab
 
@@ -386,6 +388,7 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
             "rss": lambda: [fig_rss(bench, database, "PostgreSQL"), fig_rss(bench, "", "SQLite")],
             "slow": lambda: [fig_slow_clients(bench, api)],
         }
+            "measurements": lambda: measurement_figures(bench, api, headers, smoke),
         figures = []
         print_header(api)
         for name, step in steps.items():
@@ -401,7 +404,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="ProbeOps benchmarks")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks that everything runs")
     parser.add_argument("--bcrypt-rounds", type=int, default=None, help="BCRYPT_ROUNDS for the API (12)")
-    parser.add_argument("--only", nargs="*", help="throughput history pings health rtt logins rss slow")
+    parser.add_argument("--only", nargs="*", help="throughput history pings health rtt logins rss slow measurements")
     parser.add_argument("--api-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the API under test, e.g. --api-env THREADS=8")
     args = parser.parse_args(argv)
