@@ -350,9 +350,9 @@ def print_figure(f):
 
 def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=None, only=None, api_env=None):
     """Run the suite; returns the list of Figures. Servers given are reused, others made and stopped."""
-    sizes = SMOKE if smoke else FULL
     from bench.measurements import measurement_figures
 
+    sizes = SMOKE if smoke else FULL
     rounds = bcrypt_rounds or (4 if smoke else 12)
     with contextlib.ExitStack() as stack:
         needs_lab = not only or set(only) & {"pings", "health", "rtt", "measurements"}
@@ -387,8 +387,8 @@ def run(smoke=False, lab=None, postgres=None, redis_server=None, bcrypt_rounds=N
             "logins": lambda: [fig_logins(bench, api, engine)],
             "rss": lambda: [fig_rss(bench, database, "PostgreSQL"), fig_rss(bench, "", "SQLite")],
             "slow": lambda: [fig_slow_clients(bench, api)],
-        }
             "measurements": lambda: measurement_figures(bench, api, headers, smoke),
+        }
         figures = []
         print_header(api)
         for name, step in steps.items():
