@@ -7,6 +7,11 @@ def __getattr__(name):
     """`from app import create_app` (and the factory's other names) without importing Flask early."""
     if name.startswith("__") or name == "factory":
         raise AttributeError(name)
+    try:  # `from app import logging_setup` while app.factory is still importing: the submodule itself
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
     factory = importlib.import_module("app.factory")
     try:
         return getattr(factory, name)
