@@ -1,0 +1,138 @@
+"""Agents over a real broker on loopback: ./start.sh agent and ./start.sh worker as real Celery
+processes, the API as the test app with CELERY_BROKER_URL set; probes to 127.0.0.1. SQLite and
+PostgreSQL (the central worker writes the rows)."""
+import os
+import signal
+import time
+
+import pytest
+
+from tests.agents.conftest import OFFLINE_SECONDS, SWEEP_SECONDS, create, headers_for, wait_finished
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.mark.parametrize("filters, limit, expected", [
+    ([{"name": "beta"}], 1, {"beta"}),
+    ([{"country": "US"}], 1, {"beta"}),
+    ([{"country": "de"}], 1, {"alpha"}),
+    ([{"tag": "eu"}], 1, {"alpha"}),
+    ([{"tag": "x"}], 2, {"alpha", "beta"}),
+    ([{"city": "Ashburn"}], 1, {"beta"}),
+    ([{"asn": 64500}], 1, {"alpha"}),
+    ([{"name": "alpha"}, {"name": "beta"}], 2, {"alpha", "beta"}),
+])
+def test_location_filters_choose_the_right_agents(loop_api, filters, limit, expected):
+    app, client = loop_api
+    headers = headers_for(app)
+    created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                     locations=filters, limit=limit)
+    body = wait_finished(client, headers, created["id"])
+    assert {r["location"]["name"] for r in body["results"]} == expected
+    assert all(r["status"] == "finished" and r["success"] for r in body["results"]), body
+
+
+def test_limit_spreads_over_the_agents_a_filter_matches(loop_api):
+    """`limit` 2 over filters both agents match: one result from each, never two from one."""
+    app, client = loop_api
+    headers = headers_for(app)
+    online = client.get("/api/locations", headers=headers).get_json()["locations"]
+    assert {loc["name"] for loc in online} >= {"alpha", "beta"}
+    created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                     locations=[{"tag": "x"}], limit=2)
+    names = [r["location"]["name"] for r in wait_finished(client, headers, created["id"])["results"]]
+    assert sorted(names) == ["alpha", "beta"]
+
+
+def test_a_filter_no_online_agent_matches_is_400(loop_api):
+    app, client = loop_api
+    response = client.post("/api/measurements", headers=headers_for(app),
+                           json={"type": "ping", "target": "127.0.0.1", "locations": [{"country": "JP"}]})
+    assert response.status_code == 400 and response.get_json()["code"] == "no_matching_location"
+
+
+def test_the_synchronous_endpoint_runs_at_an_agent(loop_api):
+    app, client = loop_api
+    response = client.post("/api/probes/ping", headers=headers_for(app), json={"host": "127.0.0.1", "count": 2})
+    assert response.status_code == 200, response.get_json()
+    assert "127.0.0.1" in response.get_json()["result"]
+
+
+def test_an_agent_killed_mid_measurement_ends_as_timeout_and_the_measurement_finishes(loop_stack, loop_api):
+    app, client = loop_api
+    doomed = loop_stack.start_agent("doomed", country="FR", tags="doomed")
+    loop_stack.wait_online(app, ["doomed"])
+    headers = headers_for(app)
+    created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 10},
+                     locations=[{"name": "doomed"}, {"name": "beta"}], limit=2)
+    from app.db.models import ProbeJob
+    from app.extensions import db
+
+    give_up = time.monotonic() + 20
+    while True:  # wait until the doomed agent is running it (queued -> running), then kill -9
+        db.session.expire_all()
+        job = db.session.query(ProbeJob).filter_by(measurement_id=created["id"], location="doomed").one()
+        if job.status == "running":
+            break
+        assert time.monotonic() < give_up, job.status
+        time.sleep(0.05)
+    doomed.kill(signal.SIGKILL)
+    body = wait_finished(client, headers, created["id"], seconds=60)
+    by_name = {r["location"]["name"]: r for r in body["results"]}
+    assert by_name["doomed"]["status"] == "timeout" and by_name["doomed"]["success"] is False
+    assert by_name["beta"]["status"] == "finished" and by_name["beta"]["success"]
+    db.session.expire_all()
+    job = db.session.get(ProbeJob, job.id)
+    # Ended by the central worker's sweep after the deadline, within the sweep period (and slack).
+    assert job.completed_at >= job.deadline_at
+    assert (job.completed_at - job.deadline_at).total_seconds() <= SWEEP_SECONDS + 5
+
+
+def test_an_agent_silent_for_its_offline_seconds_drops_out_of_locations(loop_stack, loop_api):
+    app, client = loop_api
+    quiet = loop_stack.start_agent("quiet", country="NL", tags="quiet")
+    loop_stack.wait_online(app, ["quiet"])
+    headers = headers_for(app)
+    names = {loc["name"] for loc in client.get("/api/locations", headers=headers).get_json()["locations"]}
+    assert "quiet" in names
+    os.killpg(quiet.pid, signal.SIGSTOP)  # silent, not gone: no heartbeat, no goodbye
+    try:
+        give_up = time.monotonic() + OFFLINE_SECONDS + 10
+        while "quiet" in names:
+            assert time.monotonic() < give_up
+            time.sleep(0.2)
+            names = {loc["name"] for loc in client.get("/api/locations", headers=headers).get_json()["locations"]}
+        response = client.post("/api/measurements", headers=headers,
+                               json={"type": "ping", "target": "127.0.0.1", "locations": [{"name": "quiet"}]})
+        assert response.status_code == 400 and response.get_json()["code"] == "no_matching_location"
+    finally:
+        os.killpg(quiet.pid, signal.SIGCONT)
+        quiet.stop()
+
+
+def test_redis_stopped_is_503_within_a_second_and_works_again_when_it_is_back(loop_stack, loop_broker, loop_api):
+    app, client = loop_api
+    headers = headers_for(app)
+    body = {"type": "ping", "target": "127.0.0.1", "options": {"count": 1}, "locations": [{"name": "alpha"}]}
+    loop_broker.halt()
+    try:
+        time.sleep(1.2)  # past the dispatcher's 1 s cache of the agents' list
+        for _ in range(3):
+            started = time.monotonic()
+            response = client.post("/api/measurements", headers=headers, json=body)
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503, response.get_json()
+            assert response.get_json()["code"] == "service_unavailable"
+            assert elapsed < 1.0, elapsed
+    finally:
+        loop_broker.start()  # same port, empty: the agents announce and declare their queues again
+    loop_stack.wait_online(app, ["alpha"], seconds=60)
+    give_up = time.monotonic() + 60
+    while True:  # the same app, no restart: accepted, run by the agent, stored by the central worker
+        response = client.post("/api/measurements", headers=headers, json=body)
+        if response.status_code == 202:
+            break
+        assert response.status_code in (400, 503) and time.monotonic() < give_up, response.get_json()
+        time.sleep(0.5)
+    result = wait_finished(client, headers, response.get_json()["id"], seconds=60)["results"][0]
+    assert result["status"] == "finished" and result["success"], result
