@@ -12,7 +12,7 @@ from probeops_cli.locations import parse_filters
 from probeops_cli.output import print_json, print_result, table
 from probeops_cli.watch import follow
 
-EXIT_OK, EXIT_PROBE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBE_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 NOT_RUN_CODES = {"target_refused", "invalid_target"}  # the probe could not run: a request error, not a failure
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV", "CAA")
 
@@ -29,6 +29,9 @@ class ProbeopsGroup(click.Group):
         except config.ConfigError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("Interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except OSError as exc:  # e.g. the config folder cannot be written
             click.echo(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             ctx.exit(EXIT_USAGE)
@@ -128,8 +131,15 @@ def _run(ctx, probe_type, target, options, from_, limit, as_json):
     created = client.json("POST", "/api/measurements", json=body)
     total = created.get("probes_count") or 0
     progress = _Progress(total, quiet=as_json)
-    progress.started(created.get("id"), target, probe_type)
-    final = follow(client, created["id"], progress.result if not as_json else progress.count)
+    try:
+        progress.started(created.get("id"), target, probe_type)
+        final = follow(client, created["id"], progress.result if not as_json else progress.count)
+    except KeyboardInterrupt:
+        progress.done()
+        url = created.get("url") or f"/api/measurements/{created['id']}"
+        url = client.base_url + url if url.startswith("/") else url
+        click.echo(f"Stopped following; measurement {created['id']} goes on at the server: {url}", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
     progress.done()
     if as_json:
         print_json(final)

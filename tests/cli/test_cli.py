@@ -6,6 +6,7 @@ loopback port, with PROBE_ALLOWED_NETWORKS=127.0.0.1/32: every probe goes to loo
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -133,6 +134,17 @@ def test_login_with_a_wrong_password_exits_2(probeops, server, account, tmp_path
     assert not config.exists()
 
 
+def test_login_asks_what_it_is_not_given(probeops, server, account, tmp_path):
+    config = tmp_path / "asked" / "config.json"
+    environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8", "PROBEOPS_CONFIG": str(config)}
+    done = subprocess.run([str(probeops), "login"], input=f"{server.url}\n{account[0]}\n{PASSWORD}\n", env=environ,
+                          capture_output=True, text=True, timeout=60, start_new_session=True)  # no tty: stdin
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "API URL" in done.stdout and "Email or username" in done.stdout and "Password" in done.stderr  # getpass
+    assert PASSWORD not in done.stdout + done.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600 and json.loads(config.read_text())["url"] == server.url
+
+
 # -- probes -----------------------------------------------------------------------------------------
 def test_ping_loopback_prints_the_result_and_exits_0(probeops, config_file, server):
     done = run(probeops, "ping", "127.0.0.1", "--count", "2", config=config_file)
@@ -189,6 +201,19 @@ def test_the_environment_is_enough(probeops, server, config_file, tmp_path):
     assert done.returncode == 2 and "HTTP 401" in done.stderr
     done = run(probeops, "history", config=tmp_path / "none.json", env={"PROBEOPS_URL": server.url})
     assert done.returncode == 2 and "probeops login" in done.stderr
+
+
+def test_interrupted_it_says_where_the_measurement_goes_on(probeops, config_file):
+    environ = {"PATH": os.environ["PATH"], "HOME": str(config_file.parent), "PROBEOPS_CONFIG": str(config_file)}
+    proc = subprocess.Popen([str(probeops), "ping", "127.0.0.1", "--count", "10"], env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stderr.readline()  # printed once the measurement exists; 10 pings 0.2 s apart follow
+    assert "measurement" in first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    measurement = first.split("measurement ")[1].split(",")[0]
+    assert f"measurement {measurement} goes on at the server" in err and "Traceback" not in err
 
 
 # -- reading ----------------------------------------------------------------------------------------
