@@ -90,7 +90,8 @@ def base_env(tmp_path):
 class Stack:
     """The broker, the database, the central worker and the agents of one test module."""
 
-    def __init__(self, broker, tmp_path, nameserver, database_url=None):
+    def __init__(self, broker, tmp_path, nameserver, database_url=None, **app_config):
+        self.app_config = app_config
         self.broker = broker
         self.tmp = tmp_path
         self.nameserver = nameserver
@@ -105,9 +106,9 @@ class Stack:
         self.worker = Proc([str(ROOT / "start.sh"), "worker"], env, self.tmp / "worker.log")
         return self.worker
 
-    def start_agent(self, name, namespace=None, **location):
+    def start_agent(self, name, namespace=None, broker_url=None, **location):
         """`./start.sh agent` in `namespace` (None: the root namespace), with a scrubbed environment."""
-        env = {**base_env(self.tmp), "CELERY_BROKER_URL": self.broker.url, "AGENT_NAME": name,
+        env = {**base_env(self.tmp), "CELERY_BROKER_URL": broker_url or self.broker.url, "AGENT_NAME": name,
                "AGENT_OFFLINE_SECONDS": str(OFFLINE_SECONDS), "AGENT_CONCURRENCY": "8",
                "PROBE_ALLOWED_NETWORKS": ALLOWED_NETWORKS, "PROBE_ALLOWED_DOMAINS": LAB_POLICY_DOMAINS,
                "DNS_NAMESERVERS": self.nameserver,
@@ -121,7 +122,8 @@ class Stack:
     def app(self, **overrides):
         """The API as a test app on the stack's database, dispatching through the broker."""
         config = {"CELERY_BROKER_URL": self.broker.url, "AGENT_OFFLINE_SECONDS": OFFLINE_SECONDS,
-                  "PING_INTERVAL": 0.2, "PROBE_DEADLINE_MARGIN_SECONDS": 3.0, "BROKER_TIMEOUT": 0.8}
+                  "PING_INTERVAL": 0.2, "PROBE_DEADLINE_MARGIN_SECONDS": 3.0, "BROKER_TIMEOUT": 0.8,
+                  **self.app_config}
         config.update(overrides)
         return build_app(self.database_url, **config)
 
@@ -167,7 +169,7 @@ def stack(lab, lab_broker, tmp_path_factory):
     - `home` in the root namespace (country DE, tag home): via r1 (198.18.0.2), r2, r3
     """
     tmp = tmp_path_factory.mktemp("agents")
-    s = Stack(lab_broker, tmp, lab.dns)
+    s = Stack(lab_broker, tmp, lab.dns, PROBE_ALLOWED_DOMAINS=LAB_POLICY_DOMAINS)
     migrate(s.database_url)
     try:
         s.start_worker()

@@ -47,10 +47,17 @@ def test_agents_run_without_any_database_setting(stack, api):
 
 
 def test_an_agent_refuses_what_its_own_policy_refuses(stack, api):
-    """A name the agent resolves (lab DNS) to a private address is a failed result, code target_refused."""
+    """The API lets the lab's names through (PROBE_ALLOWED_DOMAINS=test); the agent resolves
+    private.probeops.test with the lab DNS to 10.1.2.3, which its own policy refuses: a failed
+    result with code target_refused, and no quota used."""
     app, client = api
     headers = headers_for(app)
     body = wait_finished(client, headers, create(client, headers, type="ping", target="private.probeops.test",
                                                  options={"count": 1}, locations=[{"name": "svc"}])["id"])
     result = body["results"][0]
     assert result["status"] == "failed" and not result["success"], result
+    assert "10.1.2.3" in result["result"] or "not allowed" in result["result"], result
+    from app.db.models import ProbeJob
+    from app.extensions import db
+
+    assert db.session.get(ProbeJob, result["job_id"]).error_code == "target_refused"

@@ -136,3 +136,32 @@ def test_redis_stopped_is_503_within_a_second_and_works_again_when_it_is_back(lo
         time.sleep(0.5)
     result = wait_finished(client, headers, response.get_json()["id"], seconds=60)["results"][0]
     assert result["status"] == "finished" and result["success"], result
+
+
+AGENT_ACL = ("on", ">acl-agent-Long-Random-Password-1", "resetchannels", "~probeops.loc.acl-1*",
+             "~probeops.central*", "~probeops:agent:acl-1", "~_kombu.binding.*", "~_kombu.binding_permanent.*",
+             "~unacked*", "-@all", "+@connection", "+@read", "+@write", "+@list", "+@sortedset", "+@hash",
+             "+@set", "+@string", "+@keyspace", "+@transaction", "+@scripting", "-@dangerous")
+
+
+def test_an_agent_works_under_its_own_redis_acl_user(loop_stack, loop_broker, loop_api):
+    """The ACL of deployment.md section 10: the agent announces itself, takes its probes, reports."""
+    import redis
+
+    admin = redis.Redis(port=loop_broker.port)
+    admin.execute_command("ACL", "SETUSER", "agent-acl-1", *AGENT_ACL)
+    restricted = f"redis://agent-acl-1:acl-agent-Long-Random-Password-1@127.0.0.1:{loop_broker.port}/0"
+    with pytest.raises(redis.exceptions.NoPermissionError):  # it cannot touch anyone else's keys
+        redis.Redis.from_url(restricted).get("probeops:agent:alpha")
+    app, client = loop_api
+    agent = loop_stack.start_agent("acl-1", broker_url=restricted, country="SE", tags="acl")
+    try:
+        loop_stack.wait_online(app, ["acl-1"])
+        headers = headers_for(app)
+        created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                         locations=[{"name": "acl-1"}])
+        result = wait_finished(client, headers, created["id"])["results"][0]
+        assert result["status"] == "finished" and result["success"], result
+        assert "NOPERM" not in agent.output() and "NoPermissionError" not in agent.output()
+    finally:
+        agent.stop()
