@@ -71,8 +71,8 @@ class _Waiters:
         client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=2, socket_timeout=5,
                                       health_check_interval=10)
         while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(protocol.RESULTS_CHANNEL)
                 while True:
                     message = pubsub.get_message(timeout=1.0)
@@ -83,6 +83,11 @@ class _Waiters:
                             pass
             except redis.RedisError:
                 time.sleep(1.0)  # the broker is away: waiters poll their rows meanwhile
+            finally:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
 
 
 class CeleryDispatcher:
