@@ -25,7 +25,7 @@ def print_result(result):
     if status == "finished":
         status = "ok" if result.get("success") else "failed"
     code = f" [{result['code']}]" if result.get("code") else ""
-    click.secho(f"--- {location_label(result.get('location'))}: {status}{code}", bold=True)
+    click.secho(f"=== {location_label(result.get('location'))}: {status}{code}", bold=True)
     text = (result.get("result") or "").rstrip("\n")
     if text:
         click.echo(text)

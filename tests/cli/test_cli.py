@@ -5,48 +5,22 @@ loopback port, with PROBE_ALLOWED_NETWORKS=127.0.0.1/32: every probe goes to loo
 """
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
+from tests.cli.conftest import PASSWORD, SERVER_ENV, run
 from tests.support.gunicorn import StartedServer
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "correct horse battery staple"
-SERVER_ENV = {"PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.2", "DNS_TIMEOUT": "1",
-              "RATELIMIT_DEFAULT": "1000 per minute", "LOG_FORMAT": "text"}
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def probeops(tmp_path_factory):
-    """The `probeops` script of `pip install .` (a copy of the repo's packaging files) in a new venv."""
-    work = tmp_path_factory.mktemp("cli-install")
-    source = work / "src"
-    source.mkdir()
-    shutil.copy(ROOT / "pyproject.toml", source / "pyproject.toml")
-    shutil.copytree(ROOT / "probeops_cli", source / "probeops_cli",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    venv = work / "venv"
-    base_python = getattr(sys, "_base_executable", None) or shutil.which("python3")
-    subprocess.run([base_python, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "."],
-                               cwd=source, capture_output=True, text=True, timeout=300)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    script = venv / "bin" / "probeops"
-    assert script.exists()
-    return script
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     srv = StartedServer(SERVER_ENV, tmp_path_factory.mktemp("cli-server")).start()
@@ -71,15 +45,6 @@ def config_file(tmp_path_factory, probeops, server, account):
                config=path)
     assert done.returncode == 0, done.stderr
     return path
-
-
-def run(script, *args, config, env=None, timeout=120):
-    """The script in a clean environment: only PATH, HOME and the config path, plus ``env``."""
-    environ = {"PATH": os.environ["PATH"], "HOME": str(Path(config).parent), "LANG": "C.UTF-8",
-               "PROBEOPS_CONFIG": str(config), **(env or {})}
-    done = subprocess.run([str(script), *args], env=environ, capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
 
 
 # -- install ----------------------------------------------------------------------------------------
@@ -149,7 +114,7 @@ def test_login_asks_what_it_is_not_given(probeops, server, account, tmp_path):
 def test_ping_loopback_prints_the_result_and_exits_0(probeops, config_file, server):
     done = run(probeops, "ping", "127.0.0.1", "--count", "2", config=config_file)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "--- local: ok" in done.stdout
+    assert "=== local: ok" in done.stdout
     assert "2 packets transmitted, 2 received" in done.stdout
     measurement = done.stderr.split("measurement ")[1].split(",")[0]
     assert f"GET /api/measurements/{measurement}/stream 200" in server.output()  # live, from the event stream
@@ -167,7 +132,7 @@ def test_a_probe_that_runs_and_fails_exits_1(probeops, config_file):
         pytest.skip("a DNS server listens on this host: the query would not stay unanswered on loopback")
     done = run(probeops, "dns", "example.com", "--nameserver", "127.0.0.1", "--type", "aaaa", config=config_file)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "--- local: failed" in done.stdout
+    assert "=== local: failed" in done.stdout
     assert "127.0.0.1" in done.stdout
 
 
