@@ -1,4 +1,5 @@
 """The ``probeops`` command: login, run probes as measurements, history, usage, locations."""
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -71,7 +72,7 @@ def login(ctx, login_url, login, password, key_name):
     stored = config.load_file()
     url = login_url or ctx.obj.get("url")
     if not url:
-        url = click.prompt("API URL", default=stored.get("url") or config.DEFAULT_URL)
+        url = click.prompt("API URL", default=os.environ.get("PROBEOPS_URL") or stored.get("url") or config.DEFAULT_URL)
     url = url.rstrip("/")
     login = login or click.prompt("Email or username")
     if password is None:
@@ -81,6 +82,8 @@ def login(ctx, login_url, login, password, key_name):
     session = Client(url, token=answer["token"])
     key_name = key_name or f"probeops-cli@{platform.node() or 'unknown'}"
     created = _create_key(session, key_name)
+    if stored.get("url") == url and stored.get("api_key_id") not in (None, created["api_key"].get("id")):
+        _delete_key(session, stored["api_key_id"])  # the key this file held before: replaced, not piled up
     _logout(session, answer.get("refresh_token"))
     key = created["api_key"]
     path = config.save_file({**stored, "url": url, "api_key": key["key"], "api_key_id": key.get("id"),
@@ -97,6 +100,14 @@ def _create_key(session, name):
         if exc.status != 400 or "name" not in exc.message:
             raise
         return session.json("POST", "/api/apikeys", json={"description": body["description"]})  # older server
+
+
+def _delete_key(session, key_id):
+    """Delete the previous key of this config file (best effort: it may be gone or another user's)."""
+    try:
+        session.send("DELETE", f"/api/apikeys/{int(key_id)}", ok=(200, 204, 404))
+    except (ApiFailure, TypeError, ValueError):
+        pass
 
 
 def _logout(session, refresh_token):
@@ -249,7 +260,7 @@ def history(ctx, limit, offset, as_json):
         return
     table(jobs, [("ID", "id"), ("TYPE", "probe_type"), ("TARGET", "target"), ("STATUS", "status"),
                  ("SUCCESS", "success"), ("LOCATION", "location"), ("MEASUREMENT", "measurement_id"),
-                 ("CREATED", "created_at")])
+                 ("CREATED", lambda job: _when(job.get("created_at")))])
     total = (page.get("pagination") or {}).get("total")
     if total is not None and total > offset + len(jobs):
         click.echo(f"({len(jobs)} of {total}; --offset {offset + len(jobs)} for more)")
@@ -266,7 +277,7 @@ def locations(ctx, as_json):
         return
     table(found.get("locations") or [], [("NAME", "name"), ("COUNTRY", "country"), ("CITY", "city"),
                                          ("ASN", "asn"), ("TAGS", "tags"), ("VERSION", "version"),
-                                         ("LAST SEEN", "last_seen")])
+                                         ("LAST SEEN", lambda loc: _when(loc.get("last_seen")))])
 
 
 @cli.command()
@@ -322,6 +333,11 @@ def _print_usage(figures):
         rows.append({"what": "probes running now", "limit": _unlimited(running.get("limit")),
                      "used": running.get("running"), "remaining": None, "reset": None})
     table(rows, [("", "what"), ("LIMIT", "limit"), ("USED", "used"), ("LEFT", "remaining"), ("RESET", "reset")])
+
+
+def _when(iso):
+    """``2026-11-26T03:30:07.706+00:00`` -> ``2026-11-26 03:30:07`` (the API's times are UTC)."""
+    return iso[:19].replace("T", " ") if isinstance(iso, str) and len(iso) >= 19 else iso
 
 
 def _reset(value):

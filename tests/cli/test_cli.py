@@ -99,6 +99,18 @@ def test_login_with_a_wrong_password_exits_2(probeops, server, account, tmp_path
     assert not config.exists()
 
 
+def test_login_again_replaces_the_key_it_held(probeops, server, account, tmp_path):
+    config = tmp_path / "again" / "config.json"
+    keys = []
+    for _ in range(2):
+        assert run(probeops, "login", "--url", server.url, "--user", account[0], "--password", PASSWORD,
+                   config=config).returncode == 0
+        keys.append(json.loads(config.read_text())["api_key"])
+    assert keys[0] != keys[1]
+    assert requests.get(f"{server.url}/api/users/me", headers={"X-API-Key": keys[0]}, timeout=10).status_code == 401
+    assert requests.get(f"{server.url}/api/users/me", headers={"X-API-Key": keys[1]}, timeout=10).status_code == 200
+
+
 def test_login_asks_what_it_is_not_given(probeops, server, account, tmp_path):
     config = tmp_path / "asked" / "config.json"
     environ = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8", "PROBEOPS_CONFIG": str(config)}
