@@ -1,5 +1,7 @@
 """Agents as vantage points, in the probe lab: real Redis, real Celery processes (./start.sh agent
 and ./start.sh worker), real probes inside 198.18.0.0/15. Root only (network namespaces)."""
+from pathlib import Path
+
 import pytest
 
 from tests.agents.conftest import create, headers_for, wait_finished
@@ -36,7 +38,7 @@ def test_agents_run_without_any_database_setting(stack, api):
     for name, agent in stack.agents.items():
         if agent.proc.poll() is not None:
             continue
-        environ = open(f"/proc/{agent.pid}/environ", "rb").read().split(b"\0")
+        environ = Path(f"/proc/{agent.pid}/environ").read_bytes().split(b"\0")
         keys = {item.split(b"=", 1)[0].decode() for item in environ if item}
         assert not {k for k in keys if "DATABASE" in k or "SQLALCHEMY" in k or "POSTGRES" in k}, (name, keys)
     app, client = api
