@@ -109,6 +109,17 @@ if [[ "$STORAGE" == memory://* ]] && [ "$WORKERS" -gt 1 ]; then
   fi
 fi
 
+# Metrics (docs/operations.md, "Metrics"): every worker writes its values to files in one
+# directory and /metrics adds them up. A private one unless given; a given one is cleared of a
+# previous run's files (stale in-flight gauges and counters of processes long gone).
+if [ -z "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+  PROMETHEUS_MULTIPROC_DIR=$(mktemp -d -t probeops-metrics.XXXXXX)
+else
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -type f -delete
+fi
+export PROMETHEUS_MULTIPROC_DIR
+
 log "gunicorn: ${WORKERS} worker(s) x ${THREADS} threads (buffered gthread) on ${CORES} core(s), port ${API_PORT:-5000}"
 exec gunicorn \
   --config python:app.gunicorn_hooks \

@@ -13,6 +13,8 @@ from flask import g, jsonify
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
+from app import metrics
+
 log = logging.getLogger("probeops")
 
 DEFAULT_MESSAGES = {
@@ -107,6 +109,7 @@ def validation_error(messages):
 
 
 def handle_api_error(exc):
+    metrics.rejected(exc.status, exc.code)
     return error_response(exc.status, exc.message, exc.headers, exc.code, exc.fields)
 
 
@@ -114,6 +117,7 @@ def handle_rate_limit(exc):
     from app.services.limits import retry_after_seconds
 
     g.rate_limited = True  # the answer's headers describe the breached limit, not the probe quota
+    metrics.rejected(429, "rate_limited")
     retry = retry_after_seconds()
     message = f"Rate limit exceeded ({exc.description}); retry in {retry} seconds"
     return error_response(429, message, {"Retry-After": str(retry)}, code="rate_limited")

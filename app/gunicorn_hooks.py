@@ -38,6 +38,14 @@ class JsonAwareLogger(Logger):
 logger_class = JsonAwareLogger
 
 
+def child_exit(server, worker):
+    """A worker ended (killed, recycled, stopped): its in-flight gauges no longer count (its counters do)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def post_fork(server, worker):
     """Give the new worker its own database connection pools, and start its job sweep."""
     import main

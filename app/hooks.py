@@ -6,7 +6,7 @@ import uuid
 
 from flask import current_app, g, request
 
-from app import logging_setup
+from app import logging_setup, metrics
 from app.auth.identity import identify_request
 from app.errors import ApiError
 from app.services import stats
@@ -135,6 +135,7 @@ def init_app(app):
     from app.extensions import limiter
 
     app.after_request(log_access)  # registered first: after_request hooks run last-registered first
+    metrics.init_app(app)  # before finish_request: counts the final status
     app.before_request(start_request)
     app.before_request(require_json_body)
     app.before_request(identify_request)

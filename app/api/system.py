@@ -1,9 +1,11 @@
-"""System endpoints: API root, liveness and readiness."""
+"""System endpoints: API root, liveness, readiness and Prometheus metrics."""
 import math
 import time
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from app import metrics
+from app.errors import ApiError
 from app.extensions import limiter
 from app.lifecycle import is_shutting_down
 from app.services import stats
@@ -64,3 +66,13 @@ def ready():
     response.status_code = 503
     response.headers["Retry-After"] = "5"
     return response
+
+
+@blp.get("/metrics")
+@limiter.exempt
+def metrics_text():
+    """Prometheus text format, counted across every worker; ``Bearer <METRICS_TOKEN>`` when that is set."""
+    if not metrics.token_accepted(current_app.config, request.headers.get("Authorization")):
+        raise ApiError(401, "GET /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'",
+                       {"WWW-Authenticate": 'Bearer realm="metrics"'}, code="authentication_required")
+    return Response(metrics.scrape(), mimetype=None, content_type=metrics.CONTENT_TYPE)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from flask import current_app
 
+from app import metrics
 from app.errors import ApiError
 from app.probes.execute import outcome as make_outcome
 from app.probes.execute import run_spec
@@ -149,7 +150,8 @@ class EmbeddedDispatcher:
             job_store.mark_started(job_id, utcnow(), LOCAL)
         except Exception as error:  # noqa: BLE001 - the probe still runs; its result is what matters
             log.warning("job %s: could not mark it started (%s)", job_id, type(error).__name__)
-        outcome = run_spec(spec, self.policy)
+        with metrics.probe_in_flight(spec.type):
+            outcome = run_spec(spec, self.policy)
         stored = self._store(job_id, outcome, spec.deadline)
         self._remember(job_id, Finished(outcome, stored))
 

@@ -8,6 +8,7 @@ function that writes a probe's result, wherever it ran.
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from app import metrics
 from app.db import faults
 from app.db.models import JOB_ACTIVE, Measurement, ProbeJob
 from app.extensions import db
@@ -73,23 +74,38 @@ def _endable():
                   sa.and_(_jobs.c.status == "failed", _jobs.c.result == OVERDUE_MESSAGE))
 
 
-def _touch_measurements(conn, measurement_ids, now):
-    """Bump ``updated_at`` of these measurements; ``finished`` once none of their jobs is in flight."""
-    for measurement_id in {m for m in measurement_ids if m}:
+def _lock_measurements(conn, measurement_ids, now):
+    """Bump ``updated_at`` first: the row lock it takes serialises the results of one measurement.
+
+    Without it, two last results stored at once (READ COMMITTED) each still see the other in
+    flight, and the measurement would stay in-progress for ever. Sorted, so locks never cross.
+    """
+    ids = sorted({m for m in measurement_ids if m})
+    for measurement_id in ids:
+        conn.execute(sa.update(_measurements).where(_measurements.c.id == measurement_id).values(updated_at=now))
+    return ids
+
+
+def _finish_measurements(conn, measurement_ids):
+    """``finished`` once none of their jobs is in flight (run after the jobs' update, under the lock)."""
+    for measurement_id in measurement_ids:
         active = conn.execute(sa.select(sa.func.count()).select_from(_jobs).where(
             _jobs.c.measurement_id == measurement_id, _jobs.c.status.in_(JOB_ACTIVE))).scalar()
-        values = {"updated_at": now}
         if not active:
-            values["status"] = "finished"
-        conn.execute(sa.update(_measurements).where(_measurements.c.id == measurement_id).values(**values))
+            conn.execute(sa.update(_measurements).where(_measurements.c.id == measurement_id)
+                         .values(status="finished"))
 
 
 def _write(job_id, values, now):
     with db.engine.begin() as conn:
-        measurement_id = conn.execute(sa.select(_jobs.c.measurement_id).where(_jobs.c.id == job_id)).scalar()
+        job = conn.execute(sa.select(_jobs.c.measurement_id, _jobs.c.probe_type, _jobs.c.status, _jobs.c.location)
+                           .where(_jobs.c.id == job_id)).first()
+        locked = _lock_measurements(conn, [job.measurement_id] if job is not None else [], now)
         written = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _endable()).values(**values)).rowcount
         if written:
-            _touch_measurements(conn, [measurement_id], now)
+            _finish_measurements(conn, locked)
+    if written and job.status in JOB_ACTIVE:  # a late result over a timeout was counted as the timeout
+        metrics.probe_ended(job.probe_type, metrics.job_outcome(values), values.get("location") or job.location)
     return written == 1
 
 
@@ -142,10 +158,14 @@ def end_overdue_jobs(now):
     if found is None:
         return 0
     with db.engine.begin() as conn:
-        measurement_ids = conn.execute(sa.select(_jobs.c.measurement_id).where(overdue).distinct()).scalars().all()
+        jobs = conn.execute(sa.select(_jobs.c.measurement_id, _jobs.c.probe_type, _jobs.c.location)
+                            .where(overdue)).all()
+        locked = _lock_measurements(conn, [job.measurement_id for job in jobs], now)
         ended = conn.execute(sa.update(_jobs).where(overdue).values(
             status="timeout", success=False, completed_at=now, result=OVERDUE_MESSAGE)).rowcount
-        _touch_measurements(conn, measurement_ids, now)
+        _finish_measurements(conn, locked)
+    for job in jobs:
+        metrics.probe_ended(job.probe_type, "timeout", job.location)
     return ended
 
 
