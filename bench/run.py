@@ -101,7 +101,8 @@ class Bench:
         self.extra_env = {}
 
     def api_env(self, database, **extra):
-        env = {"APP_ENV": "production", "JWT_SECRET_KEY": self.secret, "DATABASE_URL": database,
+        env = {"APP_ENV": "production", "JWT_SECRET_KEY": self.secret, "METRICS_TOKEN": secrets.token_urlsafe(32),
+               "DATABASE_URL": database,
                "RATELIMIT_STORAGE_URI": self.redis.url, "RATELIMIT_DEFAULT": "100000000 per hour",
                "RATELIMIT_AUTH": "100000000 per hour", "CONCURRENT_PROBES_ENTERPRISE": "1000",
                "BCRYPT_ROUNDS": str(self.bcrypt_rounds), "TRACEROUTE_HOP_TIMEOUT": "1.0",

@@ -68,7 +68,8 @@ def test_the_audits_secrets_are_refused_for_the_right_reason():
 def test_production_accepts_what_the_generators_make(make):
     for _ in range(300):
         secret = make()
-        check_production({"JWT_SECRET_KEY": secret, "CORS_ORIGINS": ["https://app.example.com"]})
+        check_production({"JWT_SECRET_KEY": secret, "CORS_ORIGINS": ["https://app.example.com"],
+                          "METRICS_TOKEN": "metrics-token"})
 
 
 def test_the_rule_in_the_docs_is_the_rule_in_the_code():
@@ -98,7 +99,7 @@ def test_production_refuses_open_cors_with_credentials():
 
 
 def test_production_starts_with_a_strong_secret(tmp_path):
-    app = create_app({"APP_ENV": "production", "JWT_SECRET_KEY": STRONG,
+    app = create_app({"APP_ENV": "production", "JWT_SECRET_KEY": STRONG, "METRICS_TOKEN": "metrics-token",
                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/p.db"})
     assert app.config["JWT_SECRET_KEY"] == STRONG
 

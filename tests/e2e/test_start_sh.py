@@ -69,7 +69,7 @@ def test_production_refuses_a_weak_secret(tmp_path):
 
 def test_admin_from_environment_and_stale_jobs(server, postgres):
     url = postgres.create_database("probeops_e2e_admin")
-    srv = server(DATABASE_URL=url, APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET,
+    srv = server(DATABASE_URL=url, APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET, METRICS_TOKEN="metrics-token",
                  ADMIN_USERNAME="ops", ADMIN_EMAIL="ops@example.com", ADMIN_PASSWORD=PASSWORD)
     token = requests.post(f"{srv.url}/api/users/login", json={"username": "ops", "password": PASSWORD},
                           timeout=10).json()["token"]
@@ -82,7 +82,7 @@ def test_rate_limit_is_exact_across_workers_with_redis(server, postgres, redis_s
     url = postgres.create_database("probeops_e2e_limits")
     srv = server(DATABASE_URL=url, RATELIMIT_STORAGE_URI=redis_server.url, WORKERS="3", THREADS="4",
                  RATELIMIT_DEFAULT="10 per minute", RATELIMIT_AUTH="100 per minute", APP_ENV="production",
-                 JWT_SECRET_KEY=STRONG_SECRET)
+                 JWT_SECRET_KEY=STRONG_SECRET, METRICS_TOKEN="metrics-token")
     assert len(workers_of(srv, expected=3)) == 3
     headers = register_and_login(srv.url)
     with ThreadPoolExecutor(8) as pool:
@@ -111,7 +111,8 @@ def test_quota_is_exact_across_workers(server, postgres, redis_server):
     url = postgres.create_database("probeops_e2e_quota")
     srv = server(DATABASE_URL=url, RATELIMIT_STORAGE_URI=redis_server.url, WORKERS="3", THREADS="8",
                  QUOTA_FREE_DAY="4", CONCURRENT_PROBES_FREE="50", PROBE_ALLOWED_NETWORKS="127.0.0.1/32",
-                 APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET, RATELIMIT_DEFAULT="1000 per minute")
+                 APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET, RATELIMIT_DEFAULT="1000 per minute",
+                 METRICS_TOKEN="metrics-token")
     headers = register_and_login(srv.url)
 
     def ping(_):

@@ -188,7 +188,7 @@ def test_backoff_holds_across_gunicorn_workers_from_four_source_addresses(postgr
     """The audit's reproduction over real TCP: 3 workers, PostgreSQL and Redis, 4 source addresses."""
     url = postgres.create_database("probeops_login_backoff")
     srv = StartedServer({"DATABASE_URL": url, "RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "3",
-                         "APP_ENV": "production", "JWT_SECRET_KEY": STRONG_SECRET,
+                         "APP_ENV": "production", "JWT_SECRET_KEY": STRONG_SECRET, "METRICS_TOKEN": "metrics-token",
                          "RATELIMIT_AUTH": "1000 per minute"}, tmp_path).start()
     try:
         def post(path, body, source="127.0.0.1"):

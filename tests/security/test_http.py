@@ -171,7 +171,8 @@ def test_every_answer_is_nosniff_and_no_store(client, user, auth_headers):
 
 
 def test_hsts_in_production(database_url):
-    app = build_app(database_url, APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET, CORS_ORIGINS=["https://app.example"])
+    app = build_app(database_url, APP_ENV="production", JWT_SECRET_KEY=STRONG_SECRET, CORS_ORIGINS=["https://app.example"],
+                    METRICS_TOKEN="metrics-token")
     with app.app_context():
         response = app.test_client().get("/health")
     assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
@@ -282,7 +283,8 @@ def test_one_budget_across_endpoints_and_workers_with_redis(tmp_path, postgres, 
     storage = redis_server.url.rsplit("/", 1)[0] + "/7"
     srv = StartedServer({"DATABASE_URL": url, "RATELIMIT_STORAGE_URI": storage, "WORKERS": "3",
                          "THREADS": "4", "RATELIMIT_DEFAULT": "10 per minute", "RATELIMIT_AUTH": "100 per minute",
-                         "APP_ENV": "production", "JWT_SECRET_KEY": STRONG_SECRET}, tmp_path).start()
+                         "APP_ENV": "production", "JWT_SECRET_KEY": STRONG_SECRET, "METRICS_TOKEN": "metrics-token"},
+                        tmp_path).start()
     try:
         base = srv.url
         requests.post(f"{base}/api/users/register", json={"username": "alice", "email": "alice@example.com",
