@@ -38,6 +38,7 @@ def make_celery(name, broker_url, *, concurrency=None, timeout=None):
         worker_enable_remote_control=False,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,    # the app's log lines go to stdout: not logged twice
         task_create_missing_queues=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for its broker for ever, never exits
