@@ -276,11 +276,10 @@ def test_created_in_one_gunicorn_worker_polled_in_another(tmp_path, database, re
     import psutil
 
     from tests.e2e.test_start_sh import register_and_login, workers_of
-    from tests.support.gunicorn import STRONG_SECRET, StartedServer
+    from tests.support.gunicorn import StartedServer
 
     env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "3", "THREADS": "4",
-           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.2", "APP_ENV": "production",
-           "JWT_SECRET_KEY": STRONG_SECRET, "RATELIMIT_DEFAULT": "1000 per minute"}
+           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.2", "RATELIMIT_DEFAULT": "1000 per minute"}
     if database == "postgresql":
         env["DATABASE_URL"] = request.getfixturevalue("postgres").create_database(f"probeops_meas_{database}")
     srv = StartedServer(env, tmp_path).start()
