@@ -165,3 +165,24 @@ def test_an_agent_works_under_its_own_redis_acl_user(loop_stack, loop_broker, lo
         assert "NOPERM" not in agent.output() and "NoPermissionError" not in agent.output()
     finally:
         agent.stop()
+
+
+def test_default_location_serves_the_sync_endpoints_and_measurements_without_locations(loop_stack):
+    from app.db.models import ProbeJob
+    from app.extensions import db
+
+    app = loop_stack.app(DEFAULT_LOCATION="beta")
+    loop_stack.wait_online(app, ["alpha", "beta"])
+    with app.app_context():
+        client, headers = app.test_client(), headers_for(app)
+        before = db.session.query(db.func.max(ProbeJob.id)).scalar() or 0
+        for _ in range(3):
+            response = client.post("/api/probes/ping", headers=headers, json={"host": "127.0.0.1", "count": 1})
+            assert response.status_code == 200, response.get_json()
+            created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1})
+            assert [r["location"]["name"] for r in wait_finished(client, headers, created["id"])["results"]] == ["beta"]
+        sync_jobs = db.session.query(ProbeJob).filter(ProbeJob.measurement_id.is_(None), ProbeJob.id > before).all()
+        assert sync_jobs and {job.location for job in sync_jobs} == {"beta"}
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
