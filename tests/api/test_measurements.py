@@ -184,6 +184,41 @@ def test_locations_lists_local(client, user, auth_headers):
     assert location["name"] == "local" and location["last_seen"]
 
 
+@pytest.mark.parametrize("app_overrides, status, code", [
+    ({"MEASUREMENT_STREAMS_PER_USER": 0}, 429, "concurrency_limit"),
+    ({"MEASUREMENT_STREAMS_PER_WORKER": 0}, 503, "server_busy"),
+])
+def test_streams_are_capped(client, user, auth_headers, app_overrides, status, code):
+    headers = auth_headers(user)
+    created = create(client, headers).get_json()
+    response = client.get(f"/api/measurements/{created['id']}/stream", headers=headers)
+    assert response.status_code == status and response.get_json()["code"] == code
+
+
+def test_a_result_nobody_delivers_ends_as_timeout_and_the_stream_says_so(app, client, user, auth_headers,
+                                                                         db_session):
+    from datetime import timedelta
+
+    from app.services.probe_jobs import reserve_jobs
+    from app.utils.clock import utcnow
+
+    headers = auth_headers(user)
+    now = utcnow()
+    lost = Measurement(id="lostmeasurement1", user_id=user.id, type="ping", target="127.0.0.1",
+                       options={"count": 1}, locations=[{"name": "gone", "tags": []}], limit=1, probes_count=1,
+                       status="in-progress", created_at=now, updated_at=now)
+    (job,), _ = reserve_jobs(user, "ping", "127.0.0.1", {"count": 1}, ["gone"], measurement=lost,
+                             check_concurrency=False)  # never submitted: as if its agent vanished
+    db_session.get(ProbeJob, job.id).deadline_at = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    events = parse_events(client.get("/api/measurements/lostmeasurement1/stream", headers=headers)
+                          .get_data(as_text=True))
+    assert [name for name, _ in events] == ["result", "finished"]
+    assert (events[0][1]["status"], events[0][1]["success"]) == ("timeout", False)
+    body = client.get("/api/measurements/lostmeasurement1", headers=headers).get_json()
+    assert body["status"] == "finished" and body["results"][0]["status"] == "timeout"
+
+
 # -- a target the executor refuses after resolving it -----------------------------------------------
 NAMESERVER = "127.53.0.1"  # a loopback address of its own: port 53 there is ours alone
 
