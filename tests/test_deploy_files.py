@@ -58,10 +58,9 @@ def app_names():
     for path in (ROOT / "app").rglob("*.py"):
         names |= set(re.findall(r'os\.environ(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
         names |= set(re.findall(r'os\.getenv\(\s*"([A-Z][A-Z0-9_]*)"', path.read_text()))
-    # The agent reads its own settings from a mapping (app/agent/settings.py): env.get / _text / _number.
+    # The agent reads its own settings from a mapping (app/agent/settings.py): environ.get("NAME").
     agent = (ROOT / "app" / "agent" / "settings.py").read_text()
-    names |= set(re.findall(r'\b(?:_text|_number)\(\s*env,\s*"([A-Z][A-Z0-9_]*)"', agent))
-    names |= set(re.findall(r'\benv\.get\(\s*"([A-Z][A-Z0-9_]*)"', agent))
+    names |= set(re.findall(r'\benviron\.get\(\s*"([A-Z][A-Z0-9_]*)"', agent))
     return names
 
 

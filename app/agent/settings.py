@@ -39,13 +39,13 @@ class AgentSettings:
                 "tags": list(self.tags), "version": version, "last_seen": last_seen}
 
 
-def _text(env, key):
-    value = (env.get(key) or "").strip()
+def _text(raw):
+    value = (raw or "").strip()
     return value or None
 
 
-def _number(env, key, kind, default=None, minimum=None, maximum=None):
-    raw = _text(env, key)
+def _number(key, raw, kind, default=None, minimum=None, maximum=None):
+    raw = _text(raw)
     if raw is None:
         return default
     try:
@@ -57,38 +57,39 @@ def _number(env, key, kind, default=None, minimum=None, maximum=None):
     return value
 
 
-def from_environ(env=None):
+def from_environ(environ=None):
     """Read and check the agent's settings; raises AgentConfigError naming the bad key."""
-    env = os.environ if env is None else env
-    broker_url = _text(env, "CELERY_BROKER_URL")
+    environ = os.environ if environ is None else environ
+    broker_url = _text(environ.get("CELERY_BROKER_URL"))
     if not broker_url:
         raise AgentConfigError("CELERY_BROKER_URL is required (redis://... or rediss://...)")
-    name = _text(env, "AGENT_NAME") or socket.gethostname().split(".")[0]
+    name = _text(environ.get("AGENT_NAME")) or socket.gethostname().split(".")[0]
     if not AGENT_NAME_PATTERN.match(name):
         raise AgentConfigError(f"AGENT_NAME must be letters, digits, '.', '_' or '-' (at most 63), not {name!r}")
-    country = _text(env, "AGENT_COUNTRY")
+    country = _text(environ.get("AGENT_COUNTRY"))
     if country is not None:
         if len(country) != 2 or not country.isalpha():
             raise AgentConfigError(f"AGENT_COUNTRY must be an ISO 3166-1 alpha-2 code, not {country!r}")
         country = country.upper()
-    tags = tuple(t.strip() for t in (env.get("AGENT_TAGS") or "").split(",") if t.strip())
+    tags = tuple(t.strip() for t in (environ.get("AGENT_TAGS") or "").split(",") if t.strip())
     return AgentSettings(
-        name=name, broker_url=broker_url, country=country, city=_text(env, "AGENT_CITY"),
-        asn=_number(env, "AGENT_ASN", int, minimum=0, maximum=4294967295),
-        network=_text(env, "AGENT_NETWORK"),
-        latitude=_number(env, "AGENT_LATITUDE", float, minimum=-90, maximum=90),
-        longitude=_number(env, "AGENT_LONGITUDE", float, minimum=-180, maximum=180),
+        name=name, broker_url=broker_url, country=country, city=_text(environ.get("AGENT_CITY")),
+        asn=_number("AGENT_ASN", environ.get("AGENT_ASN"), int, minimum=0, maximum=4294967295),
+        network=_text(environ.get("AGENT_NETWORK")),
+        latitude=_number("AGENT_LATITUDE", environ.get("AGENT_LATITUDE"), float, minimum=-90, maximum=90),
+        longitude=_number("AGENT_LONGITUDE", environ.get("AGENT_LONGITUDE"), float, minimum=-180, maximum=180),
         tags=tags,
-        offline_seconds=_number(env, "AGENT_OFFLINE_SECONDS", float, 30.0, minimum=1, maximum=3600),
-        concurrency=_number(env, "AGENT_CONCURRENCY", int, 16, minimum=1, maximum=512),
-        policy_config=policy_config(env),
+        offline_seconds=_number("AGENT_OFFLINE_SECONDS", environ.get("AGENT_OFFLINE_SECONDS"), float, 30.0,
+                                minimum=1, maximum=3600),
+        concurrency=_number("AGENT_CONCURRENCY", environ.get("AGENT_CONCURRENCY"), int, 16, minimum=1, maximum=512),
+        policy_config=policy_config(environ),
     )
 
 
-def policy_config(env):
+def policy_config(environ):
     """The policy keys shaped as the API's Flask config has them (same defaults, lists split)."""
-    return {"PROBE_ALLOWED_NETWORKS": env.get("PROBE_ALLOWED_NETWORKS", ""),
-            "PROBE_ALLOWED_DOMAINS": env.get("PROBE_ALLOWED_DOMAINS", ""),
-            "DNS_NAMESERVERS": [s.strip() for s in (env.get("DNS_NAMESERVERS") or "").split(",") if s.strip()],
-            "WHOIS_ROOT_SERVER": env.get("WHOIS_ROOT_SERVER") or "whois.iana.org",
-            "RDAP_BOOTSTRAP_URL": env.get("RDAP_BOOTSTRAP_URL", "")}
+    return {"PROBE_ALLOWED_NETWORKS": environ.get("PROBE_ALLOWED_NETWORKS", ""),
+            "PROBE_ALLOWED_DOMAINS": environ.get("PROBE_ALLOWED_DOMAINS", ""),
+            "DNS_NAMESERVERS": [s.strip() for s in (environ.get("DNS_NAMESERVERS") or "").split(",") if s.strip()],
+            "WHOIS_ROOT_SERVER": environ.get("WHOIS_ROOT_SERVER") or "whois.iana.org",
+            "RDAP_BOOTSTRAP_URL": environ.get("RDAP_BOOTSTRAP_URL", "")}
