@@ -20,7 +20,8 @@ class ApiKeySchema(Schema):
     created_at = fields.DateTime()
     last_used_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
-    scopes = fields.Function(lambda row: scopes_list(row.scopes), metadata={"type": "array"})
+    scopes = fields.Function(lambda row: scopes_list(row.scopes),
+                             metadata={"type": "array", "items": {"type": "string", "enum": list(SCOPES)}})
 
 
 class NewApiKeySchema(ApiKeySchema):

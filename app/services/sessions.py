@@ -45,9 +45,13 @@ def _add_refresh_token(user_id, family_id, now):
 
 
 def start(user):
-    """A new session for ``user`` (the caller commits): ``{"token", "expires_in", "refresh_token"}``."""
-    family_id = secrets.token_hex(16)
-    refresh_token = _add_refresh_token(user.id, family_id, utcnow())
+    """A new session for ``user`` (the caller commits): ``{"token", "expires_in", "refresh_token"}``.
+
+    The user's expired refresh tokens go at the same time, so the table holds live sessions only."""
+    family_id, now = secrets.token_hex(16), utcnow()
+    db.session.execute(sa.delete(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.expires_at <= now)
+                       .execution_options(synchronize_session=False))
+    refresh_token = _add_refresh_token(user.id, family_id, now)
     return {"token": access_token(user, family_id), "expires_in": expires_in(), "refresh_token": refresh_token}
 
 

@@ -112,6 +112,16 @@ def test_unknown_and_expired_refresh_tokens(client, user, db_session):
     assert refresh(client, "").status_code == 400
 
 
+def test_a_login_clears_the_users_expired_refresh_tokens(client, user, db_session):
+    login(client)
+    db_session.execute(sa.update(RefreshToken).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db_session.commit()
+    body = login(client)
+    rows = db_session.scalars(sa.select(RefreshToken)).all()
+    assert len(rows) == 1 and rows[0].expires_at > utcnow()
+    assert refresh(client, body["refresh_token"]).status_code == 200
+
+
 def test_refresh_of_a_deactivated_user_is_refused(client, user, db_session):
     body = login(client)
     user.is_active = False
