@@ -6,6 +6,7 @@ database: the agent needs the broker URL only.
 import logging
 import os
 import sys
+import threading
 import time
 
 from celery import signals
@@ -21,6 +22,7 @@ log = logging.getLogger("probeops.agent")
 
 # Results and "started" notices wait this long for a broker that is away before they are dropped
 # (the central sweep then ends the job as timeout).
+STARTED_NOTICE_SECONDS = 0.2  # a probe running longer than this is reported `running` before it ends
 REPORT_RETRY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 
 
@@ -41,9 +43,18 @@ def build(settings):
         if spec.deadline <= time.time():
             log.warning("job %s: its deadline passed before it reached this agent; not run", job_id)
             return
-        report(protocol.MARK_STARTED, job_id, time.time(), settings.name)
-        outcome = run_spec(spec, policy)
-        report(protocol.STORE_RESULT, job_id, outcome, settings.name)
+        started = time.time()
+        # "started" goes on its own only for a probe still running after a moment; the result
+        # carries when it started anyway (the central worker marks it running first if needed).
+        notice = threading.Timer(STARTED_NOTICE_SECONDS, report,
+                                 args=(protocol.MARK_STARTED, job_id, started, settings.name))
+        notice.daemon = True
+        notice.start()
+        try:
+            outcome = run_spec(spec, policy)
+        finally:
+            notice.cancel()
+        report(protocol.STORE_RESULT, job_id, outcome, settings.name, started)
 
     return celery
 

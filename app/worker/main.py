@@ -36,9 +36,15 @@ def build(flask_app):
                 raise
 
     @celery.task(name=protocol.STORE_RESULT, bind=True, acks_late=True)
-    def store_result(self, job_id, outcome, location):
-        """Write an agent's outcome on its job row, then tell the waiting API processes."""
-        write(self, lambda: job_store.store_outcome(job_id, outcome, location))
+    def store_result(self, job_id, outcome, location, started_epoch=None):
+        """Write an agent's outcome on its job row (marked running first when it still is queued:
+        a short probe sends no separate notice), then tell the waiting API processes."""
+        def store():
+            if started_epoch is not None:
+                job_store.mark_started(job_id, datetime.fromtimestamp(float(started_epoch), UTC), location)
+            return job_store.store_outcome(job_id, outcome, location)
+
+        write(self, store)
         notifier.stored(job_id)
 
     @celery.task(name=protocol.MARK_STARTED, bind=True, acks_late=True)

@@ -30,6 +30,7 @@ def test_location_filters_choose_the_right_agents(loop_api, filters, limit, expe
     body = wait_finished(client, headers, created["id"])
     assert {r["location"]["name"] for r in body["results"]} == expected
     assert all(r["status"] == "finished" and r["success"] for r in body["results"]), body
+    assert all(r["started_at"] and r["completed_at"] >= r["started_at"] for r in body["results"]), body
 
 
 def test_limit_spreads_over_the_agents_a_filter_matches(loop_api):
