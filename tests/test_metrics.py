@@ -65,6 +65,17 @@ def test_metrics_is_open_without_a_token_and_counts_route_templates(client, app_
     assert abs(value(after, "probeops_location_last_seen_timestamp_seconds", location="local") - time.time()) < 60
 
 
+@pytest.mark.parametrize("app_overrides", [{"METRICS_TOKEN": "", "RATELIMIT_DEFAULT": "2 per minute"}])
+def test_rate_limit_rejections_are_counted_and_metrics_is_exempt(client, app_overrides):
+    before = value(samples(client.get("/metrics").text), "probeops_rejections_total", kind="rate_limit")
+    codes = [client.get("/api/users/me").status_code for _ in range(3)]
+    assert codes == [401, 401, 429]
+    for _ in range(3):  # the budget is spent, /metrics still answers
+        parsed = samples(client.get("/metrics").text)
+    assert value(parsed, "probeops_rejections_total", kind="rate_limit") == before + 1
+    assert value(parsed, "probeops_http_requests_total", method="GET", route="/api/users/me", status="429") >= 1
+
+
 def test_production_refuses_to_start_without_a_metrics_token(tmp_path):
     from app import create_app
     from app.config import ConfigError
