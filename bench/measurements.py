@@ -43,6 +43,7 @@ class MeasurementSizes:
 
     agents: int
     measurements: int
+    users: int  # the measurements at once come from this many users (a user's creations queue on its row)
     ping_count: int
     alone_runs: int
     overhead_samples: int
@@ -50,9 +51,9 @@ class MeasurementSizes:
     sync_runs: int
 
 
-FULL = MeasurementSizes(agents=10, measurements=50, ping_count=3, alone_runs=3, overhead_samples=20,
+FULL = MeasurementSizes(agents=10, measurements=50, users=10, ping_count=3, alone_runs=3, overhead_samples=20,
                         sync_count=4, sync_runs=3)
-SMOKE = MeasurementSizes(agents=2, measurements=3, ping_count=1, alone_runs=1, overhead_samples=2,
+SMOKE = MeasurementSizes(agents=2, measurements=3, users=3, ping_count=1, alone_runs=1, overhead_samples=2,
                          sync_count=2, sync_runs=1)
 
 
@@ -104,6 +105,8 @@ class Fleet:
         from bench.run import seed_user
 
         self.user_id, self.headers = seed_user(self.api.url, self.engine, "agentbench")
+        self.burst_users = [seed_user(self.api.url, self.engine, f"burst{i}") for i in range(self.sizes.users)]
+        self.user_ids = [self.user_id] + [user_id for user_id, _ in self.burst_users]
         self.wait_online(timeout=120)
         return self
 
@@ -131,7 +134,11 @@ class Fleet:
             logs.append(("api", self.api.log_path))
         for label, path in logs:
             with contextlib.suppress(OSError):
-                print(f"--- {label} ---\n{path.read_text(errors='replace')[-tail:]}", file=sys.stderr)
+                text = path.read_text(errors="replace")
+                problems = [line for line in text.splitlines() if any(
+                    word in line for word in ("WARNING", "ERROR", "Traceback", '"status": 5'))]
+                print(f"--- {label} ---\n{text[-tail:]}\n--- {label}: warnings and errors ---\n"
+                      + "\n".join(problems[-20:]), file=sys.stderr)
 
     def stop(self):
         for proc in self.procs:
@@ -177,7 +184,35 @@ def finish_load(proc, timeout=600):
     return json.loads(out)
 
 
-def wait_finished(fleet, before, expected, timeout):
+def check_posts(posts):
+    """For each POST load that has ended: every answer must be 202, else stop with what came back."""
+    for proc, expected in posts or ():
+        if proc.poll() is None:
+            continue
+        if not hasattr(proc, "result"):
+            proc.result = finish_load(proc)
+        if proc.result["statuses"] != {"202": expected}:
+            raise RuntimeError(f"POST /api/measurements answered {proc.result['statuses']} "
+                               f"({proc.result['errors']} connection errors) for {expected}")
+
+
+def post_measurements(url, users, how_many, body):
+    """``how_many`` POSTs at once, spread over ``users`` (headers), one bench/load.py process each."""
+    posts = []
+    for index, headers in enumerate(users):
+        share = how_many // len(users) + (1 if index < how_many % len(users) else 0)
+        if share:
+            posts.append((spawn_load(url, share, share, headers, "POST", body), share))
+    return posts
+
+
+def end_posts(posts):
+    for proc, _ in posts:
+        proc.wait(120)
+    check_posts(posts)
+
+
+def wait_finished(fleet, before, expected, timeout, posts=None):
     """Poll the rows until ``expected`` measurements made after the user's first ``before`` have finished.
 
     Returns (wall seconds from the first one created to the last result stored, peak results
@@ -186,33 +221,48 @@ def wait_finished(fleet, before, expected, timeout):
     deadline = time.monotonic() + timeout
     peak = 0
     query = sa.text("""
-        WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = :u
+        WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = ANY(:u)
                    ORDER BY created_at DESC LIMIT :n)
-        SELECT (SELECT count(*) FROM measurements WHERE user_id = :u),
+        SELECT (SELECT count(*) FROM measurements WHERE user_id = ANY(:u)),
                (SELECT count(*) FROM m WHERE status = 'finished'),
                (SELECT EXTRACT(EPOCH FROM max(updated_at) - min(created_at)) FROM m),
                (SELECT count(*) FROM probe_jobs j JOIN m ON j.measurement_id = m.id WHERE j.status = 'running')""")
     while True:
         with fleet.engine.connect() as conn:
-            made, finished, wall, running = conn.execute(query, {"u": fleet.user_id, "n": expected}).one()
+            made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
         peak = max(peak, running)
+        check_posts(posts)
         if made >= before + expected and finished == expected:
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{finished}/{expected} measurements finished after {timeout}s")
+            with fleet.engine.connect() as conn:
+                jobs = conn.execute(sa.text("SELECT id, status, location, deadline_at, started_at FROM probe_jobs "
+                                            "ORDER BY id DESC LIMIT 12")).all()
+            raise RuntimeError(f"{finished}/{expected} measurements finished after {timeout}s "
+                               f"({made - before} of them made); latest jobs: {jobs}")
         time.sleep(POLL_SECONDS)
     with fleet.engine.connect() as conn:
         statuses = dict(conn.execute(sa.text("""
             SELECT j.status || CASE WHEN j.success THEN '' ELSE ' (unsuccessful)' END, count(*)
-            FROM probe_jobs j JOIN (SELECT id FROM measurements WHERE user_id = :u ORDER BY created_at DESC LIMIT :n) m
-              ON j.measurement_id = m.id GROUP BY 1"""), {"u": fleet.user_id, "n": expected}).all())
+            FROM probe_jobs j
+            JOIN (SELECT id FROM measurements WHERE user_id = ANY(:u) ORDER BY created_at DESC LIMIT :n) m
+              ON j.measurement_id = m.id GROUP BY 1"""), {"u": fleet.user_ids, "n": expected}).all())
+        timeline = conn.execute(sa.text("""
+            WITH m AS (SELECT id, created_at FROM measurements WHERE user_id = ANY(:u)
+                       ORDER BY created_at DESC LIMIT :n), t0 AS (SELECT min(created_at) AS t FROM m)
+            SELECT EXTRACT(EPOCH FROM (SELECT max(created_at) FROM m) - t0.t),
+                   EXTRACT(EPOCH FROM max(j.started_at) - t0.t), EXTRACT(EPOCH FROM max(j.completed_at) - t0.t)
+            FROM probe_jobs j JOIN m ON j.measurement_id = m.id, t0 GROUP BY t0.t"""),
+                                {"u": fleet.user_ids, "n": expected}).one()
+    statuses["timeline"] = "created by {:.2f} s, all started by {:.2f} s, all stored by {:.2f} s".format(
+        *(float(v) for v in timeline))
     return float(wall), peak, statuses
 
 
 def measurements_made(fleet):
     with fleet.engine.connect() as conn:
-        return conn.execute(sa.text("SELECT count(*) FROM measurements WHERE user_id = :u"),
-                            {"u": fleet.user_id}).scalar()
+        return conn.execute(sa.text("SELECT count(*) FROM measurements WHERE user_id = ANY(:u)"),
+                            {"u": fleet.user_ids}).scalar()
 
 
 def run_measurements(fleet, how_many, timeout=300):
@@ -220,10 +270,9 @@ def run_measurements(fleet, how_many, timeout=300):
     sizes, lab = fleet.sizes, fleet.bench.lab
     before = measurements_made(fleet)
     body = measurement_body(lab.target, sizes.ping_count, sizes.agents)
-    posts = spawn_load(f"{fleet.api.url}/api/measurements", how_many, how_many, fleet.headers, "POST", body)
-    wall, peak, statuses = wait_finished(fleet, before, how_many, timeout)
-    result = finish_load(posts)
-    assert result["statuses"] == {"202": how_many}, result["statuses"]
+    posts = post_measurements(f"{fleet.api.url}/api/measurements", [fleet.headers], how_many, body)
+    wall, peak, statuses = wait_finished(fleet, before, how_many, timeout, posts)
+    end_posts(posts)
     return wall, peak, statuses
 
 
@@ -241,20 +290,21 @@ def fig_in_flight(fleet):
     idle = finish_load(spawn_load(health, 0, 4, duration=window))
     before = measurements_made(fleet)
     body = measurement_body(fleet.bench.lab.target, sizes.ping_count, sizes.agents)
-    posts = spawn_load(f"{api.url}/api/measurements", sizes.measurements, sizes.measurements, fleet.headers,
-                       "POST", body)
+    posts = post_measurements(f"{api.url}/api/measurements", [h for _, h in fleet.burst_users],
+                              sizes.measurements, body)
     busy_proc = spawn_load(health, 0, 4, duration=window)
-    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300)
-    health_outlived = busy_proc.poll() is not None
+    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts)
+    health_still_running = busy_proc.poll() is None
     busy = finish_load(busy_proc)
-    created = finish_load(posts)
-    assert created["statuses"] == {"202": sizes.measurements}, created["statuses"]
+    end_posts(posts)
     total = sizes.measurements * sizes.agents
-    done = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-    flight = ratio_figure(f"{sizes.measurements} ping measurements x {sizes.agents} agents at once "
-                          f"({total} results), wall time", wall, alone, "s", "<= 1.5x one alone", False, 1.5,
+    timeline = statuses.pop("timeline")
+    done = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + f"; {timeline}"
+    flight = ratio_figure(f"{sizes.measurements} ping measurements x {sizes.agents} agents at once, "
+                          f"{sizes.users} users ({total} results), wall time", wall, alone, "s",
+                          "<= 1.5x one alone", False, 1.5,
                           f"peak {peak} running at once; {done}")
-    note = "" if not health_outlived else "the results ended before the health load did"
+    note = "the results ended before the health load did" if health_still_running else ""
     health_fig = ratio_figure(f"GET /api/health p99 while {total} results are in flight", busy["p99_ms"],
                               idle["p99_ms"], "ms", "<= 2x idle p99", False, 2.0, note)
     assert isinstance(flight, Figure)
