@@ -230,3 +230,91 @@ def test_expired_jwt_is_token_expired_with_the_challenge(app, client, user):
 def test_new_endpoints_are_in_the_openapi_document(client, path):
     spec = client.get("/api/openapi.json").get_json()
     assert path in spec["paths"]
+
+
+# -- three Gunicorn workers (./start.sh) -----------------------------------------------------------
+def _connections_on_every_worker(port, workers, headers):
+    """One keep-alive connection served by each worker (found from the server's sockets)."""
+    import http.client
+
+    from tests.api.test_measurements import _call, _worker_serving
+
+    found = {}
+    for _ in range(200):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        status, raw = _call(conn, "GET", "/api/users/me", headers)
+        assert status == 200, raw
+        pid = _worker_serving(workers, conn)
+        if pid is not None and pid not in found:
+            found[pid] = conn
+        else:
+            conn.close()
+        if len(found) == len(workers):
+            return list(found.values())
+    pytest.fail(f"connections reached only {len(found)} of {len(workers)} workers")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_logout_and_refresh_reuse_hold_on_every_gunicorn_worker(tmp_path, database, request, redis_server):
+    """Logout in one worker: the token is refused by all three on their next request. Two parallel
+    refreshes of one token over HTTP: one pair, one token_revoked, and the winner's pair is dead."""
+    import json
+
+    import psutil
+    import requests
+
+    from tests.api.test_measurements import _call
+    from tests.e2e.test_start_sh import register_and_login, workers_of
+    from tests.support.gunicorn import StartedServer
+
+    env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "3", "THREADS": "4",
+           "RATELIMIT_DEFAULT": "1000 per minute", "RATELIMIT_AUTH": "1000 per minute"}
+    if database == "postgresql":
+        env["DATABASE_URL"] = request.getfixturevalue("postgres").create_database(f"probeops_sessions_{database}")
+    srv = StartedServer(env, tmp_path).start()
+    connections = []
+    try:
+        workers = [psutil.Process(w.pid) for w in workers_of(srv, expected=3)]
+        assert len(workers) == 3
+        register_and_login(srv.url)
+
+        def new_login():
+            answer = requests.post(f"{srv.url}/api/users/login", json={"username": "alice", "password": PASSWORD},
+                                   timeout=10)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        session = new_login()
+        headers = bearer(session["token"])
+        connections.extend(_connections_on_every_worker(srv.port, workers, headers))
+        status, raw = _call(connections[0], "POST", "/api/users/logout", headers, {})
+        assert status == 200, raw
+        for conn in connections:  # at once, on every worker
+            status, raw = _call(conn, "GET", "/api/users/me", headers)
+            assert status == 401 and json.loads(raw)["code"] == "token_revoked", raw
+
+        for _ in range(3):
+            start = new_login()
+            barrier = threading.Barrier(2)
+            answers = []
+
+            def present(token=start["refresh_token"], barrier=barrier, answers=answers):
+                barrier.wait()
+                answers.append(requests.post(f"{srv.url}/api/users/refresh", json={"refresh_token": token},
+                                             timeout=30))
+
+            threads = [threading.Thread(target=present) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert sorted(answer.status_code for answer in answers) == [200, 401], [a.text for a in answers]
+            winner = next(answer.json() for answer in answers if answer.status_code == 200)
+            assert next(a.json() for a in answers if a.status_code == 401)["code"] == "token_revoked"
+            again = requests.get(f"{srv.url}/api/users/me", headers=bearer(winner["token"]), timeout=10)
+            assert again.status_code == 401 and again.json()["code"] == "token_revoked"
+    finally:
+        for conn in connections:
+            conn.close()
+        srv.stop()
