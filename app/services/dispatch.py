@@ -52,7 +52,6 @@ class EmbeddedDispatcher:
     def __init__(self, app):
         self.app = app
         self.size = max(1, int(app.config["PROBE_MAX_CONCURRENT_PER_WORKER"]))
-        self.policy = LocalPolicy.from_config(app.config)
         self._pid = None
         self._lock = threading.Lock()
 
@@ -151,7 +150,7 @@ class EmbeddedDispatcher:
         except Exception as error:  # noqa: BLE001 - the probe still runs; its result is what matters
             log.warning("job %s: could not mark it started (%s)", job_id, type(error).__name__)
         with metrics.probe_in_flight(spec.type):
-            outcome = run_spec(spec, self.policy)
+            outcome = run_spec(spec, LocalPolicy.from_config(self.app.config))
         stored = self._store(job_id, outcome, spec.deadline)
         self._remember(job_id, Finished(outcome, stored))
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import current_app, url_for
 
 from app.db.models import JOB_ACTIVE, Measurement, ProbeJob
-from app.domain_errors import NoMatchingLocation, NotFound
+from app.domain_errors import NoMatchingLocation, NotFound, ServiceUnavailable
 from app.errors import ApiError
 from app.extensions import db
 from app.probes.registry import PROBE_TYPES, OptionError
@@ -89,17 +89,14 @@ def matches(location, key, wanted):
 def choose(online, filters, limit, default=None):
     """The LOCATIONs to run at: ``limit`` spread over the filters, distinct within each filter.
 
-    No filters: the default location (then other online ones up to ``limit``). A filter no online
-    location matches raises NoMatchingLocation.
+    No filters: the default location (then other online ones up to ``limit``; none online:
+    ServiceUnavailable). A filter no online location matches raises NoMatchingLocation.
     """
     if not filters:
-        pool = [default] if default else []
-        pool += random.sample([loc for loc in online if not default or loc["name"] != default["name"]],
-                              k=len(online) - (1 if default and any(loc["name"] == default["name"] for loc in online)
-                                               else 0))
-        if not pool:
-            raise NoMatchingLocation("No location is online to run this measurement")
-        return pool[:limit]
+        if default is None:
+            raise ServiceUnavailable("No probe location is online; try again shortly")
+        others = [loc for loc in online if loc["name"] != default["name"]]
+        return ([default] + random.sample(others, k=len(others)))[:limit]
     candidates = []
     for key, wanted in filters:
         found = [loc for loc in online if matches(loc, key, wanted)]
