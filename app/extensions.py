@@ -1,4 +1,6 @@
 """Flask extensions, created unbound here and bound in ``create_app``."""
+import json
+
 import flask_smorest
 from flask import current_app
 from flask_cors import CORS
@@ -29,10 +31,26 @@ class Base(DeclarativeBase):
 
 
 class ProbeOpsApi(Api):
-    """flask-smorest's Api without its own error handlers: ``app.errors`` owns every error body."""
+    """flask-smorest's Api without its own error handlers (``app.errors`` owns every error body),
+    serving the document finished by ``app.openapi`` (security, real errors, registry bounds)."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None  # app.openapi lists each operation's real error statuses
 
     def _register_error_handlers(self):
         pass
+
+    def init_app(self, app, *args, **kwargs):
+        """Also serve the docs page (/api/docs) beside the document."""
+        super().init_app(app, *args, **kwargs)
+        from app.api import docs
+
+        app.register_blueprint(docs.blp)
+
+    def _openapi_json(self):
+        from app.openapi import document
+
+        return current_app.response_class(json.dumps(document(current_app), indent=2, sort_keys=False),
+                                          mimetype="application/json")
 
 
 # expire_on_commit=False: views keep using loaded rows after a commit without a hidden
@@ -45,6 +63,8 @@ cors = CORS()
 # Every blueprint's body and query arguments go through the bounded JSON parser (set before
 # the blueprints decorate their views, which binds the parser).
 flask_smorest.Blueprint.ARGUMENTS_PARSER = BodyParser()
+# Bad input is a 400 (app.errors turns the parser's abort into the contract's body), not 422.
+flask_smorest.Blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
 
 
 def general_limit():

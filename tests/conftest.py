@@ -10,6 +10,7 @@ from tests.support.servers import PostgresServer, RedisServer
 
 LAB_PLUGIN = os.path.join(os.path.dirname(__file__), "lab", "fixtures.py")
 pytest_plugins = ["tests.lab.fixtures"] if os.path.exists(LAB_PLUGIN) else []
+pytest_plugins.append("tests.support.openapi_check")  # every test-client response checked against the OpenAPI document
 
 PASSWORD = "correct horse battery staple"
 TABLES = ("probe_jobs", "api_keys", "request_stats", "users")

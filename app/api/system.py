@@ -22,6 +22,7 @@ ENDPOINTS = {
     "admin": "/api/admin",
     "health": "/api/health",
     "openapi": "/api/openapi.json",
+    "docs": "/api/docs",
 }
 
 
@@ -31,7 +32,7 @@ ENDPOINTS = {
 def root():
     """Name, version and a map of the API."""
     return jsonify(name="ProbeOps API", version=current_app.config["VERSION"],
-                   docs="/api/openapi.json", endpoints=ENDPOINTS)
+                   docs="/api/docs", endpoints=ENDPOINTS)
 
 
 @blp.get("/health")

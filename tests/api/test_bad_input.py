@@ -186,6 +186,10 @@ FUZZ_BODIES = [
 ]
 
 
+# Pages that are not JSON by design (the OpenAPI document says so): the docs page and its assets, metrics.
+NOT_JSON_PAGES = ("/api/docs", "/metrics")
+
+
 def test_every_route_and_method_with_odd_input_is_json_and_never_500(app, client, admin, auth_headers):
     """A GET with a body, a body on a route that takes none, odd media types: never a 500, never HTML."""
     paths = sorted({re.sub(r"<[^>]+>", "1", rule.rule) for rule in app.url_map.iter_rules()})
@@ -195,7 +199,8 @@ def test_every_route_and_method_with_odd_input_is_json_and_never_500(app, client
             for kwargs in FUZZ_BODIES:
                 kwargs = {**kwargs, "headers": {**auth_headers(admin), **kwargs.get("headers", {})}}
                 response = client.open(path, method=method, **kwargs)
-                if response.status_code >= 500 or response.get_data() and not response.is_json:
+                page = path.startswith(NOT_JSON_PAGES) and response.status_code == 200
+                if response.status_code >= 500 or response.get_data() and not response.is_json and not page:
                     problems.append((method, path, kwargs.get("data"), response.status_code))
     assert len(paths) > 15 and problems == []
 

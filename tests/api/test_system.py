@@ -7,7 +7,7 @@ def test_root_describes_the_api(client, path):
     body = client.get(path).get_json()
     assert body["name"] == "ProbeOps API"
     assert body["version"]
-    assert body["docs"] == "/api/openapi.json"
+    assert body["docs"] == "/api/docs" and body["endpoints"]["openapi"] == "/api/openapi.json"
     assert "/api/probes/ping" in body["endpoints"]["probes"]
 
 
