@@ -11,7 +11,8 @@ cd "$(dirname "$0")"
 # Debian packages: database and cache servers, nginx (its config is checked with nginx -t), the probe lab (iproute2, nftables, bind9) and
 # the reference tools the probe engines are compared with (ping, traceroute, dig, whois), and prometheus for
 # promtool (tests/test_metrics.py runs `promtool check metrics`; its daemon is kept from starting like the others).
-DEBS="postgresql redis-server iproute2 nftables bind9 iputils-ping traceroute dnsutils whois nginx prometheus"
+# chromium: headless, for tests/test_docs_page.py (the /api/docs page in a real browser); it starts no service.
+DEBS="postgresql redis-server iproute2 nftables bind9 iputils-ping traceroute dnsutils whois nginx prometheus chromium"
 missing=""
 for pkg in $DEBS; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
