@@ -191,3 +191,22 @@ def test_the_rotate_endpoint_and_key_fields_are_in_the_openapi_document(client):
     assert "/api/apikeys/{key_id}/rotate" in spec["paths"]
     create_schema = spec["components"]["schemas"]["ApiKeyCreate"]["properties"]
     assert {"name", "expires_at", "scopes"} <= set(create_schema)
+
+
+def test_the_hot_path_is_one_statement_with_scopes_expiry_rotation_and_sessions(client, user, auth_headers,
+                                                                                  statements):
+    """``/me`` with a key (scopes, expiry, the rotated secret) or a session JWT (its revocation):
+    one statement identifies the caller, once last_used_at has moved (the quota headers' count and
+    the statistics flush are other features' statements)."""
+    headers = auth_headers(user)
+    key = create(client, headers, scopes=["account:read"], expires_at=(utcnow() + timedelta(days=1)).isoformat())
+    old = key["api_key"]["key"]
+    new = client.post(f"/api/apikeys/{key['api_key']['id']}/rotate", headers=headers).get_json()["api_key"]["key"]
+    session = client.post("/api/users/login", json={"username": "alice", "password": "correct horse battery staple"})
+    for credential in (with_key(old), with_key(new), {"Authorization": f"Bearer {session.get_json()['token']}"}):
+        client.get("/api/users/me", headers=credential)  # moves last_used_at once
+        statements.clear()
+        assert client.get("/api/users/me", headers=credential).status_code == 200
+        identifying = [s for s in statements if any(table in s for table in ("api_keys", "refresh_tokens", "users"))
+                       and "probe_jobs" not in s]
+        assert len(identifying) == 1 and identifying[0].lstrip().startswith("SELECT"), statements
