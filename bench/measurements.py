@@ -68,6 +68,7 @@ class Fleet:
         self.bench, self.sizes = bench, sizes
         self.broker = bench.redis.url.rsplit("/", 1)[0] + "/5"  # the rate limits keep database 0
         self.procs = []
+        self.cpu_seen = {}  # pid -> (role, CPU seconds when last seen)
         self.api = None
         self.database = None
 
@@ -126,6 +127,30 @@ class Fleet:
             if proc.poll() is not None:
                 log = (self.bench.workdir / f"{proc.label}.log").read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{proc.label} exited with {proc.returncode}:\n{log}")
+
+    def cpu_seconds(self):
+        """CPU seconds (user + system) used so far by each role's processes, children included.
+
+        Sampled again by ``sample_cpu`` while a burst runs, so a Gunicorn worker recycled
+        meanwhile (--max-requests) keeps the CPU it used before it went.
+        """
+        import psutil
+
+        roots = {"api": [self.api.proc.pid], "agents": [p.pid for p in self.procs if p.label.startswith("bench-")],
+                 "central worker": [p.pid for p in self.procs if p.label == "central-worker"],
+                 "PostgreSQL": [self.bench.postgres.proc.pid], "Redis": [self.bench.redis.proc.pid]}
+        used = {}
+        for role, pids in roots.items():
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    top = psutil.Process(pid)
+                    for proc in [top, *top.children(recursive=True)]:
+                        with contextlib.suppress(psutil.Error):
+                            times = proc.cpu_times()
+                            self.cpu_seen[proc.pid] = (role, times.user + times.system)
+        for role, seconds in self.cpu_seen.values():
+            used[role] = used.get(role, 0.0) + seconds
+        return {role: used.get(role, 0.0) for role in roots}
 
     def print_logs(self, tail=4000):
         """The end of every role's log, on stderr (why a figure could not be measured)."""
@@ -212,7 +237,7 @@ def end_posts(posts):
     check_posts(posts)
 
 
-def wait_finished(fleet, before, expected, timeout, posts=None):
+def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False):
     """Poll the rows until ``expected`` measurements made after the user's first ``before`` have finished.
 
     Returns (wall seconds from the first one created to the last result stored, peak results
@@ -232,6 +257,8 @@ def wait_finished(fleet, before, expected, timeout, posts=None):
             made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
         peak = max(peak, running)
         check_posts(posts)
+        if sample_cpu:
+            fleet.cpu_seconds()
         if made >= before + expected and finished == expected:
             break
         if time.monotonic() > deadline:
@@ -293,13 +320,18 @@ def fig_in_flight(fleet):
     posts = post_measurements(f"{api.url}/api/measurements", [h for _, h in fleet.burst_users],
                               sizes.measurements, body)
     busy_proc = spawn_load(health, 0, 4, duration=window)
-    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts)
+    cpu_before = fleet.cpu_seconds()
+    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts, sample_cpu=True)
+    cpu = {role: used - cpu_before[role] for role, used in fleet.cpu_seconds().items()}
     health_still_running = busy_proc.poll() is None
     busy = finish_load(busy_proc)
     end_posts(posts)
     total = sizes.measurements * sizes.agents
     timeline = statuses.pop("timeline")
     done = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + f"; {timeline}"
+    total_cpu = sum(cpu.values())
+    done += (f"; CPU {total_cpu:.1f} s in all ({total_cpu / total * 1000:.0f} ms a result): "
+             + ", ".join(f"{role} {seconds:.1f}" for role, seconds in cpu.items()))
     flight = ratio_figure(f"{sizes.measurements} ping measurements x {sizes.agents} agents at once, "
                           f"{sizes.users} users ({total} results), wall time", wall, alone, "s",
                           "<= 1.5x one alone", False, 1.5,
