@@ -41,4 +41,6 @@ if [ "$(cat .venv/.dev-requirements.sha256 2>/dev/null || true)" != "$want" ]; t
 fi
 
 export PATH="$PWD/.venv/bin:$PATH"
+# Lint first: a finding fails the run like a failing test (rules in pyproject.toml).
+.venv/bin/python -m ruff check --quiet .
 exec .venv/bin/python -m pytest "$@"

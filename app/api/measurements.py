@@ -9,8 +9,14 @@ from flask_smorest import Blueprint
 from app.auth.decorators import auth_required
 from app.domain_errors import CapacityExceeded
 from app.errors import ApiError
-from app.schemas.measurements import (LocationsSchema, MeasurementCreatedSchema, MeasurementCreateSchema,
-                                      MeasurementListSchema, MeasurementQuerySchema, MeasurementSchema)
+from app.schemas.measurements import (
+    LocationsSchema,
+    MeasurementCreatedSchema,
+    MeasurementCreateSchema,
+    MeasurementListSchema,
+    MeasurementQuerySchema,
+    MeasurementSchema,
+)
 from app.services import job_store
 from app.services import measurements as service
 from app.services.dispatch import get_dispatcher

@@ -3,8 +3,16 @@ from flask import g, jsonify
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
-from app.schemas.probes import (DnsSchema, HistoryQuerySchema, HistorySchema, JobDetailSchema, PingSchema,
-                                ProbeResponseSchema, TracerouteSchema, WhoisSchema)
+from app.schemas.probes import (
+    DnsSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    JobDetailSchema,
+    PingSchema,
+    ProbeResponseSchema,
+    TracerouteSchema,
+    WhoisSchema,
+)
 from app.services import history
 from app.services import probes as service
 

@@ -14,11 +14,32 @@ import struct
 import time
 
 from . import limits as L
-from .icmp import (ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_PACKET_TOO_BIG,
-                   ICMP6_TIME_EXCEEDED, ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY,
-                   ICMP_TIME_EXCEEDED, IP_RECVERR, IPV6_RECVERR, MSG_ERRQUEUE, SOL_IP, UNREACH_V4,
-                   UNREACH_V6, PrivilegeError, echo_request, next_identifier, open_icmp_socket,
-                   parse_cmsgs, parse_sock_extended_err, rtt_ms, sockaddr, wait_readable)
+from .icmp import (
+    ICMP6_DEST_UNREACH,
+    ICMP6_ECHO_REPLY,
+    ICMP6_ECHO_REQUEST,
+    ICMP6_PACKET_TOO_BIG,
+    ICMP6_TIME_EXCEEDED,
+    ICMP_DEST_UNREACH,
+    ICMP_ECHO,
+    ICMP_ECHOREPLY,
+    ICMP_TIME_EXCEEDED,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    MSG_ERRQUEUE,
+    SOL_IP,
+    UNREACH_V4,
+    UNREACH_V6,
+    PrivilegeError,
+    echo_request,
+    next_identifier,
+    open_icmp_socket,
+    parse_cmsgs,
+    parse_sock_extended_err,
+    rtt_ms,
+    sockaddr,
+    wait_readable,
+)
 from .results import ProbeResult
 from .targets import Target
 
@@ -104,7 +125,8 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
             late += 1
             packets.append({"seq": rseq, "ttl": ttl, "rtt_ms": round(rtt, 3), "bytes": nbytes,
                             "late": True})
-            lines.append(f"{nbytes} bytes from {src}: icmp_seq={rseq} ttl={ttl} time={_fmt_rtt(rtt)} ms (late, not counted)")
+            lines.append(f"{nbytes} bytes from {src}: icmp_seq={rseq} ttl={ttl} "
+                         f"time={_fmt_rtt(rtt)} ms (late, not counted)")
             return
         dup = rseq in got
         if dup:

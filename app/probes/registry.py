@@ -5,8 +5,9 @@ An option's maximum may name a config key (e.g. ``PING_MAX_COUNT``), looked up i
 passed to ``validate_options``.
 """
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from app.probes import dns as dns_engine
 from app.probes import limits as L

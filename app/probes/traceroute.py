@@ -23,18 +23,39 @@ import struct
 import time
 
 from . import limits as L
-from .icmp import (ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_TIME_EXCEEDED,
-                   ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, ICMP_TIME_EXCEEDED, IP_RECVERR,
-                   IPV6_RECVERR, IPV6_UNICAST_HOPS, MSG_ERRQUEUE, SO_TIMESTAMPNS, SOL_IP,
-                   UNREACH_V4, UNREACH_V6, PrivilegeError, echo_request, next_identifier,
-                   open_icmp_socket, parse_cmsgs, parse_sock_extended_err, rtt_ms, sockaddr,
-                   wait_readable)
+from .icmp import (
+    ICMP6_DEST_UNREACH,
+    ICMP6_ECHO_REPLY,
+    ICMP6_ECHO_REQUEST,
+    ICMP6_TIME_EXCEEDED,
+    ICMP_DEST_UNREACH,
+    ICMP_ECHO,
+    ICMP_ECHOREPLY,
+    ICMP_TIME_EXCEEDED,
+    IP_RECVERR,
+    IPV6_RECVERR,
+    IPV6_UNICAST_HOPS,
+    MSG_ERRQUEUE,
+    SO_TIMESTAMPNS,
+    SOL_IP,
+    UNREACH_V4,
+    UNREACH_V6,
+    PrivilegeError,
+    echo_request,
+    next_identifier,
+    open_icmp_socket,
+    parse_cmsgs,
+    parse_sock_extended_err,
+    rtt_ms,
+    sockaddr,
+    wait_readable,
+)
 from .results import ProbeResult
 from .targets import Target
 
-DATA_LEN = 32
+DATA_LEN = 32  # traceroute's default packet size: 60-byte IPv4 / 80-byte IPv6
 _PENDING_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED, errno.EPROTO,
-                   errno.EACCES, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP}  # traceroute's default: 60-byte IPv4 / 80-byte IPv6 packets
+                   errno.EACCES, errno.EMSGSIZE, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 
 
 class _Probe:

@@ -22,8 +22,8 @@ import socket
 import ssl
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import quote, urljoin, urlsplit
 
 from . import limits as L
@@ -82,8 +82,8 @@ def _norm_date(value: str) -> str:
         if fmt in ("%Y-%m-%d", "%Y.%m.%d", "%d-%b-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y%m%d"):
             return d.date().isoformat()
         if d.tzinfo is None:
-            d = d.replace(tzinfo=timezone.utc)
-        return d.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            d = d.replace(tzinfo=UTC)
+        return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return v
 
 

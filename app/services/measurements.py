@@ -63,7 +63,7 @@ def _filters(value):
     for index, item in enumerate(value):
         field = f"locations.{index}"
         if not isinstance(item, dict) or len(item) != 1 or next(iter(item)) not in FILTER_KEYS:
-            raise _invalid(field, f"Each filter is one of {', '.join('{%s}' % k for k in FILTER_KEYS)}.")
+            raise _invalid(field, f"Each filter is one of {', '.join(f'{{{k}}}' for k in FILTER_KEYS)}.")
         key, wanted = next(iter(item.items()))
         if key == "asn":
             if isinstance(wanted, bool) or not isinstance(wanted, int) or not 0 <= wanted <= 4294967295:

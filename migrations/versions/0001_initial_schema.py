@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-23 09:05:41.509302
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0001'
@@ -17,7 +16,7 @@ depends_on = None
 
 
 def upgrade():
-    
+
     op.create_table('request_stats',
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('count', sa.BigInteger(), nullable=False),
@@ -82,7 +81,7 @@ def upgrade():
 
 
 def downgrade():
-    
+
     with op.batch_alter_table('probe_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_probe_jobs_user_id_created_at')
         batch_op.drop_index('ix_probe_jobs_status_running', postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))

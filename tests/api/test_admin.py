@@ -40,7 +40,8 @@ def test_list_users_with_counts(client, admin, user, auth_headers):
 
 def test_change_role_and_tier(client, admin, user, auth_headers, db_session):
     headers = auth_headers(admin)
-    response = client.post(f"/api/admin/users/{user.id}/tier", headers=headers, json={"subscription_tier": "Enterprise"})
+    response = client.post(f"/api/admin/users/{user.id}/tier", headers=headers,
+                           json={"subscription_tier": "Enterprise"})
     assert response.status_code == 200
     assert response.get_json()["message"] == "User subscription tier updated successfully"
     assert response.get_json()["user"]["subscription_tier"] == "Enterprise"
@@ -68,7 +69,8 @@ def test_bad_values_are_400(client, admin, user, auth_headers, path, body):
 
 
 def test_unknown_user_is_404(client, admin, auth_headers):
-    response = client.post("/api/admin/users/9999/tier", headers=auth_headers(admin), json={"subscription_tier": "Free"})
+    response = client.post("/api/admin/users/9999/tier", headers=auth_headers(admin),
+                           json={"subscription_tier": "Free"})
     assert response.status_code == 404
 
 
@@ -91,7 +93,8 @@ def test_deactivation_stops_tokens_and_keys_at_once(client, admin, user, auth_he
 
 def test_admin_cannot_lock_themself_out(client, admin, auth_headers):
     headers = auth_headers(admin)
-    assert client.post(f"/api/admin/users/{admin.id}/active", headers=headers, json={"is_active": False}).status_code == 400
+    answer = client.post(f"/api/admin/users/{admin.id}/active", headers=headers, json={"is_active": False})
+    assert answer.status_code == 400
     assert client.post(f"/api/admin/users/{admin.id}/role", headers=headers, json={"role": "user"}).status_code == 400
 
 

@@ -59,7 +59,8 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, user, auth_header
 def test_update_and_deactivate(client, user, auth_headers):
     headers = auth_headers(user)
     full = create_key(client, headers).get_json()["api_key"]
-    response = client.put(f"/api/apikeys/{full['id']}", headers=headers, json={"description": "new", "is_active": False})
+    response = client.put(f"/api/apikeys/{full['id']}", headers=headers,
+                          json={"description": "new", "is_active": False})
     assert response.status_code == 200
     body = response.get_json()
     assert body["message"] == "API key updated successfully"

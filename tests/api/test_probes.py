@@ -84,7 +84,8 @@ def test_traceroute_finds_the_hops(client, user, auth_headers, lab):
 
 
 def test_dns_lookup_with_nameserver(client, user, auth_headers, lab):
-    response = probe(client, auth_headers(user), "dns", domain=f"www.{lab.zone}", record_type="aaaa", nameserver=lab.dns)
+    response = probe(client, auth_headers(user), "dns", domain=f"www.{lab.zone}", record_type="aaaa",
+                     nameserver=lab.dns)
     assert response.status_code == 200
     body = response.get_json()
     assert body["success"] is True

@@ -24,7 +24,8 @@ def test_tampered_token_is_401(client, user, auth_headers):
 
 def test_alg_none_is_401(client, user):
     now = int(time.time())
-    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64({'sub': str(user.id), 'iat': now, 'exp': now + 600, 'ver': 0})}."
+    claims = {"sub": str(user.id), "iat": now, "exp": now + 600, "ver": 0}
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     assert client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
@@ -70,7 +71,8 @@ def test_no_response_contains_a_password_or_key_hash(client, admin, user, auth_h
     bodies = []
     bodies.append(client.post("/api/users/register", json={"username": "carol", "email": "carol@example.com",
                                                            "password": PASSWORD}).get_data(as_text=True))
-    bodies.append(client.post("/api/users/login", json={"username": "alice", "password": PASSWORD}).get_data(as_text=True))
+    answer = client.post("/api/users/login", json={"username": "alice", "password": PASSWORD})
+    bodies.append(answer.get_data(as_text=True))
     created = client.post("/api/apikeys", headers=auth_headers(user), json={"description": "k"})
     bodies.append(created.get_data(as_text=True))
     key_id = created.get_json()["api_key"]["id"]

@@ -94,7 +94,8 @@ def test_deactivated_user_login_is_403(client, user, db_session):
 
 
 def test_token_from_login_reads_me(client, user):
-    token = client.post("/api/users/login", json={"email": "alice@example.com", "password": PASSWORD}).get_json()["token"]
+    login = {"email": "alice@example.com", "password": PASSWORD}
+    token = client.post("/api/users/login", json=login).get_json()["token"]
     response = client.get("/api/users/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert set(response.get_json()) == USER_FIELDS
@@ -110,7 +111,8 @@ def test_me_needs_auth(client):
 
 def test_login_rate_limit_is_tighter(app, client, user):
     app.config["RATELIMIT_AUTH"] = "3 per minute"
-    codes = [client.post("/api/users/login", json={"email": "alice@example.com", "password": "bad password!!"}).status_code
+    wrong = {"email": "alice@example.com", "password": "bad password!!"}
+    codes = [client.post("/api/users/login", json=wrong).status_code
              for _ in range(4)]
     assert codes == [401, 401, 401, 429]
     response = client.post("/api/users/login", json={"email": "alice@example.com", "password": PASSWORD})

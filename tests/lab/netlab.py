@@ -188,7 +188,7 @@ class Lab:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(fd)
-                    raise LabError(f"another test session holds the lab ({LOCK_FILE}) for more than {LOCK_WAIT:g}s")
+                    raise LabError(f"another test session holds the lab ({LOCK_FILE}) for more than {LOCK_WAIT:g}s") from None
                 time.sleep(0.2)
         self._lock_fd = fd
 

@@ -65,7 +65,7 @@ def test_dns_ipv6_server_and_ptr(lab_routes):
     r = dns_lookup("www.probeops.test", record_type="AAAA", nameservers=[lab.dns6])
     assert r.success and _mine(r.data["answers"]) == {("www.probeops.test.", "AAAA", lab.target6)}
     for ip in (lab.target, lab.target6):
-        res, tool = at_same_moment(lambda: dns_lookup(ip, nameservers=[lab.dns]),
+        res, tool = at_same_moment(lambda ip=ip: dns_lookup(ip, nameservers=[lab.dns]),
                                    ["dig", f"@{lab.dns}", "+norecurse", "+time=1", "+tries=1", "-x", ip])
         assert res.data["record_type"] == "PTR"
         assert _mine(res.data["answers"]) == _dig_records(tool.stdout) != set()

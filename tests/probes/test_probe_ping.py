@@ -49,7 +49,6 @@ def test_ping_lossy_within_statistical_bounds(lab_routes):
     30 engine packets and 30 iputils packets at the same moment: each loss must lie in
     [20 %, 80 %] (two-sided binomial tail < 0.001)."""
     lab = lab_routes
-    runs = []
 
     def engine():
         return [ping(_t(lab.lossy), count=10, interval=0.02, timeout=0.5) for _ in range(3)]
@@ -254,7 +253,7 @@ def test_ping_timeout_above_delay_counts_slow_replies(lab_routes, family):
     ref = parse_ping(tool.stdout)
     mine = parse_ping(res.text)
     assert tool.returncode == 0 and ref["received"] == mine["received"] == 2, tool.stdout
-    for a, b in zip(mine["rtt"][:3], ref["rtt"][:3]):
+    for a, b in zip(mine["rtt"][:3], ref["rtt"][:3], strict=True):
         assert abs(a - delay_ms) < LATE_TOLERANCE_MS and abs(b - delay_ms) < LATE_TOLERANCE_MS
 
 
