@@ -1,6 +1,6 @@
 """Configuration, read once from the environment and typed.
 
-Names follow the API contract (shared/API.md, "Configuration names"). Code reads
+Names are those of docs/configuration.md (a test keeps the two in step). Code reads
 ``current_app.config``; only this module reads ``os.environ``.
 """
 import ipaddress

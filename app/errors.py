@@ -26,7 +26,7 @@ DEFAULT_MESSAGES = {
     500: "An internal error occurred",
 }
 
-# The contract's machine-readable codes (shared/API.md, "Errors, machine-readable"): the code an
+# The contract's machine-readable codes (docs/api.md, "Errors"; the OpenAPI document): the code an
 # error gets when whoever raised it did not name a more precise one.
 DEFAULT_CODES = {
     400: "validation_error",
