@@ -126,8 +126,10 @@ DATA_REFS = {name: {"$ref": f"#/components/schemas/{name.capitalize()}Data"} for
 
 
 def _any_data():
-    return {"nullable": True, "anyOf": [DATA_REFS[name] for name in PROBE_TYPES if name in DATA_REFS],
-            "description": "The probe's structured result (its shape follows the probe type)"}
+    # OpenAPI 3.0's "nullable" only counts beside a "type": null is the last alternative instead.
+    null = {"type": "object", "nullable": True, "enum": [None]}
+    return {"anyOf": [DATA_REFS[name] for name in PROBE_TYPES if name in DATA_REFS] + [null],
+            "description": "The probe's structured result (its shape follows the probe type; null until it ends)"}
 
 
 # -- the system endpoints (a plain Flask blueprint) -----------------------------------------------------
