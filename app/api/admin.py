@@ -10,10 +10,15 @@ from app.schemas.admin import (
     RoleSchema,
     StatusSchema,
     TierSchema,
+    UserPatchSchema,
+    UserSearchQuerySchema,
+    UsersPageSchema,
     UserUpdatedSchema,
 )
-from app.schemas.users import UsersListSchema
-from app.services import audit
+from app.schemas.api_keys import ApiKeyListSchema, ApiKeyUpdatedSchema, MessageSchema
+from app.schemas.probes import HistoryFilterQuerySchema, HistorySchema
+from app.schemas.users import AdminUserSchema
+from app.services import admin_users, audit
 from app.services import status as status_service
 from app.services import users as service
 
@@ -22,10 +27,64 @@ blp = Blueprint("admin", __name__, url_prefix="/api", description="Administratio
 
 @blp.get("/admin/users")
 @auth_required(admin=True)
-@blp.response(200, UsersListSchema)
-def list_users():
-    """Every user with key and job counts."""
-    return {"users": service.list_users_with_counts()}
+@blp.arguments(UserSearchQuerySchema, location="query")
+@blp.response(200, UsersPageSchema)
+def list_users(query):
+    """Users with key and job counts, oldest first, a page at a time; ``q`` searches username and email
+    (any case), ``tier``, ``role`` and ``is_active`` filter; the pagination links keep the filters."""
+    return admin_users.search(query.pop("limit"), query.pop("offset"), **query)
+
+
+@blp.get("/admin/users/<id:user_id>")
+@auth_required(admin=True)
+@blp.response(200, AdminUserSchema)
+def get_user(user_id):
+    """One user with key and job counts."""
+    return admin_users.detail(user_id)
+
+
+@blp.patch("/admin/users/<id:user_id>")
+@auth_required(admin=True)
+@blp.arguments(UserPatchSchema)
+@blp.response(200, AdminUserSchema)
+def update_user(body, user_id):
+    """Change ``role``, ``subscription_tier`` and/or ``is_active`` with the rules (and audit events) of the
+    POST role/tier/active endpoints; 409 ``conflict`` for the last active admin."""
+    return admin_users.update(g.current_user, user_id, body)
+
+
+@blp.get("/admin/users/<id:user_id>/jobs")
+@auth_required(admin=True)
+@blp.arguments(HistoryFilterQuerySchema, location="query")
+@blp.response(200, HistorySchema)
+def list_user_jobs(query, user_id):
+    """The user's jobs, newest first, with the history's filters and pagination."""
+    return admin_users.jobs_page(user_id, query.pop("limit"), query.pop("offset"), query)
+
+
+@blp.get("/admin/users/<id:user_id>/apikeys")
+@auth_required(admin=True)
+@blp.response(200, ApiKeyListSchema)
+def list_user_keys(user_id):
+    """The user's API keys, masked."""
+    return {"api_keys": admin_users.keys_of(user_id)}
+
+
+@blp.post("/admin/apikeys/<id:key_id>/revoke")
+@auth_required(admin=True)
+@blp.response(200, ApiKeyUpdatedSchema)
+def revoke_key(key_id):
+    """Deactivate any user's key: it stops working at once and stays listed, inactive."""
+    return {"message": "API key revoked", "api_key": admin_users.revoke_key(g.current_user, key_id)}
+
+
+@blp.delete("/admin/apikeys/<id:key_id>")
+@auth_required(admin=True)
+@blp.response(200, MessageSchema)
+def delete_key(key_id):
+    """Delete any user's key: it stops working at once."""
+    admin_users.delete_key(g.current_user, key_id)
+    return {"message": "API key deleted"}
 
 
 @blp.post("/admin/users/<id:user_id>/role")

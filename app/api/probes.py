@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from app.auth.decorators import auth_required
 from app.schemas.probes import (
     DnsSchema,
-    HistoryQuerySchema,
+    HistoryFilterQuerySchema,
     HistorySchema,
     JobDetailSchema,
     PingSchema,
@@ -67,11 +67,14 @@ def whois(body):
 
 @blp.get("/history")
 @auth_required(scope="history:read")
-@blp.arguments(HistoryQuerySchema, location="query")
+@blp.arguments(HistoryFilterQuerySchema, location="query")
 @blp.response(200, HistorySchema)
 def list_history(query):
-    """The caller's jobs, newest first, with pagination links."""
-    return history.page(g.current_user, query["limit"], query["offset"])
+    """The caller's jobs, newest first, with pagination links that keep the filters.
+
+    Filter by ``type``, ``target`` (exact), ``success``, ``since`` (inclusive), ``until`` (exclusive)
+    and ``measurement_id``; each job's ``parameters`` is JSON text, ``parameters_object`` the same as an object."""
+    return history.page(g.current_user, query.pop("limit"), query.pop("offset"), query)
 
 
 @blp.get("/history/<id:job_id>")

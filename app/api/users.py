@@ -5,6 +5,8 @@ from flask_smorest import Blueprint
 from app.auth.decorators import auth_required
 from app.auth.rate_key import client_ip_key
 from app.extensions import limiter
+from app.schemas.admin import UserSearchQuerySchema, UsersPageSchema
+from app.schemas.usage import UsageSchema
 from app.schemas.users import (
     LoginSchema,
     LoginSessionResponseSchema,
@@ -18,9 +20,8 @@ from app.schemas.users import (
     RegisterSchema,
     SessionSchema,
     UserSchema,
-    UsersListSchema,
 )
-from app.services import sessions
+from app.services import admin_users, sessions, usage
 from app.services import users as service
 from app.services.limits import auth_limit
 
@@ -102,7 +103,17 @@ def change_password(body):
 
 @blp.get("")
 @auth_required(admin=True)
-@blp.response(200, UsersListSchema)
-def list_users():
-    """Every user with key and job counts (admin)."""
-    return {"users": service.list_users_with_counts()}
+@blp.arguments(UserSearchQuerySchema, location="query")
+@blp.response(200, UsersPageSchema)
+def list_users(query):
+    """Same as GET /api/admin/users (admin)."""
+    return admin_users.search(query.pop("limit"), query.pop("offset"), endpoint="users.list_users", **query)
+
+
+@blp.get("/me/usage")
+@auth_required(scope="account:read")
+@blp.response(200, UsageSchema)
+def my_usage():
+    """Probe quota used and left today and this month, the request budget left, probes running against
+    the tier's cap; unlimited figures are null, ``reset`` times are epoch seconds."""
+    return usage.for_user(g.current_user)

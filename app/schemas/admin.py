@@ -4,9 +4,9 @@ from datetime import UTC
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.db.models import AUDIT_ACTIONS, ROLES, TIERS
-from app.schemas.common import StrictBoolean
-from app.schemas.probes import PaginationSchema
-from app.schemas.users import UserSchema
+from app.schemas.common import StrictBoolean, TrimmedString
+from app.schemas.probes import PaginationSchema, QueryBoolean
+from app.schemas.users import UserSchema, UsersListSchema
 
 
 class RoleSchema(Schema):
@@ -63,3 +63,32 @@ class AuditEventSchema(Schema):
 class AuditPageSchema(Schema):
     events = fields.List(fields.Nested(AuditEventSchema))
     pagination = fields.Nested(PaginationSchema)
+
+
+class UserSearchQuerySchema(Schema):
+    """A page of users and its filters."""
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**62))
+    q = TrimmedString(validate=validate.Length(min=1, max=254),
+                      metadata={"description": "Part of the username or email, any case"})
+    tier = fields.String(validate=validate.OneOf(TIERS))
+    role = fields.String(validate=validate.OneOf(ROLES))
+    is_active = QueryBoolean()
+
+
+class UsersPageSchema(UsersListSchema):
+    pagination = fields.Nested(PaginationSchema)
+
+
+class UserPatchSchema(Schema):
+    """Any of role, subscription_tier and is_active (at least one)."""
+
+    role = fields.String(validate=validate.OneOf(ROLES))
+    subscription_tier = fields.String(validate=validate.OneOf(TIERS))
+    is_active = StrictBoolean()
+
+    @validates_schema
+    def not_empty(self, data, **_kwargs):
+        if not data:
+            raise ValidationError("Give at least one of role, subscription_tier, is_active.", "_schema")

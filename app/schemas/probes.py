@@ -1,6 +1,10 @@
 """Schemas for the probe endpoints and history."""
-from marshmallow import Schema, ValidationError, fields, validate
+import json
+from datetime import UTC
 
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.probes.registry import PROBE_TYPES
 from app.schemas.common import TrimmedString, config_range
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "TXT", "SOA", "PTR", "SRV", "CAA")
@@ -49,16 +53,59 @@ class ProbeResponseSchema(Schema):
     job_id = fields.Integer()
 
 
+class QueryBoolean(fields.Boolean):
+    """``true`` or ``false`` in a query string (any case); ``1``, ``yes`` or ``""`` are mistakes worth reporting."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text not in ("true", "false"):
+            raise ValidationError("Must be true or false.")
+        return text == "true"
+
+
 class HistoryQuerySchema(Schema):
+    """A page: ``limit`` and ``offset``."""
+
     limit = fields.Integer(load_default=10, validate=validate.Range(1, 100))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 2**62))
+
+
+class HistoryFilterQuerySchema(HistoryQuerySchema):
+    """A page of the history and its filters; ``since`` inclusive, ``until`` exclusive (ISO 8601, UTC when no
+    offset)."""
+
+    type = fields.String(validate=validate.OneOf(tuple(PROBE_TYPES)), metadata={"description": "The probe type"})
+    target = TrimmedString(validate=validate.Length(min=1, max=255),
+                           metadata={"description": "The target exactly as it was asked for"})
+    success = QueryBoolean(metadata={"description": "true: the probe succeeded; false: it ran and failed "
+                                                    "(jobs still running or timed out match neither)"})
+    since = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Created at or after (ISO 8601)"})
+    until = fields.AwareDateTime(default_timezone=UTC, metadata={"description": "Created before (ISO 8601)"})
+    measurement_id = TrimmedString(validate=validate.Length(min=1, max=32),
+                                   metadata={"description": "Only the results of this measurement"})
+
+    @validates_schema
+    def since_before_until(self, data, **_kwargs):
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ValidationError("Must be later than since.", "until")
+
+
+def _parameters_object(job):
+    """The job's parameters JSON text as an object ({} when it is not an object)."""
+    try:
+        value = json.loads(job.parameters or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class JobSummarySchema(Schema):
     id = fields.Integer()
     probe_type = fields.String()
     target = fields.String()
-    parameters = fields.String()
+    parameters = fields.String(metadata={"description": "The probe's options as JSON text (the contract's string)"})
+    parameters_object = fields.Function(_parameters_object, metadata={
+        "type": "object", "description": "The same options as an object"})
     success = fields.Boolean(allow_none=True)
     status = fields.String(metadata={"description": "queued | running | completed | failed | timeout"})
     location = fields.String(allow_none=True)

@@ -125,15 +125,25 @@ def reserve_job(user, probe_type, target, parameters, address=None, location=Non
     return jobs[0], usage
 
 
-def _check_concurrency(user, now):
-    cap = current_app.config["TIER_CONCURRENT_PROBES"].get(user.subscription_tier, 1)
+def concurrency_cap(user):
+    """How many synchronous probes the user's tier may have running at once."""
+    return current_app.config["TIER_CONCURRENT_PROBES"].get(user.subscription_tier, 1)
+
+
+def running_probes(user, now=None):
+    """The user's synchronous probes in flight now, as the per-user cap counts them."""
     # Overdue rows are not probes in flight (a killed worker's, not yet swept): they don't count;
     # nor do a measurement's results, which queue rather than hold a caller.
-    running = db.session.scalar(
+    return db.session.scalar(
         sa.select(sa.func.count()).select_from(ProbeJob)
-        .where(ProbeJob.user_id == user.id, ProbeJob.status.in_(JOB_ACTIVE), ProbeJob.deadline_at > now,
+        .where(ProbeJob.user_id == user.id, ProbeJob.status.in_(JOB_ACTIVE), ProbeJob.deadline_at > (now or utcnow()),
                ProbeJob.measurement_id.is_(None))
     )
+
+
+def _check_concurrency(user, now):
+    cap = concurrency_cap(user)
+    running = running_probes(user, now)
     if running >= cap:
         raise ApiError(429, f"You already have {running} probes running, the most your "
                             f"{user.subscription_tier} tier allows at once; retry when one finishes",

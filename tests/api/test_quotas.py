@@ -235,8 +235,8 @@ def test_history_pages_newest_first_and_only_own_jobs(client, user, make_user, a
     assert set(ids) <= own
     assert first["pagination"]["total"] == 25 and first["pagination"]["previous"] is None
     assert first["pagination"]["next"].endswith("/api/probes/history?limit=10&offset=10")
-    assert set(first["jobs"][0]) == {"id", "probe_type", "target", "parameters", "success", "status", "created_at",
-                                     "started_at", "location", "measurement_id"}
+    assert set(first["jobs"][0]) == {"id", "probe_type", "target", "parameters", "parameters_object", "success",
+                                     "status", "created_at", "started_at", "location", "measurement_id"}
     last = client.get("/api/probes/history?limit=10&offset=20", headers=headers).get_json()
     assert len(last["jobs"]) == 5 and last["pagination"]["next"] is None
     assert last["pagination"]["previous"].endswith("offset=10")
