@@ -75,12 +75,14 @@ EXTRA_STATUSES = {
     "users.update_me": {409},
     "admin.set_role": {409},
     "admin.set_active": {409},
+    "admin.update_user": {409},
     "probes.ping": PROBE_EXTRAS, "probes.traceroute": PROBE_EXTRAS, "probes.dns": PROBE_EXTRAS,
     "probes.whois": PROBE_EXTRAS,
     "measurements.create_measurement": PROBE_EXTRAS,
     "measurements.stream_measurement": {429},
 }
 ALWAYS = {429, 500, 503}
+BODY_METHODS = {"post", "put", "patch"}
 
 _RULE_ARG = re.compile(r"<(?:([^<>:]+):)?([^<>]+)>")
 
@@ -213,10 +215,12 @@ def _routes(app):
     return out
 
 
-def _statuses(endpoint, operation, auth, converters):
+def _statuses(endpoint, method, operation, auth, converters):
     statuses = set(ALWAYS) | EXTRA_STATUSES.get(endpoint, set())
     if "requestBody" in operation:
         statuses |= {400, 413, 415}
+    if method in BODY_METHODS:  # app.hooks: a body that is not JSON is refused before any view runs
+        statuses |= {413, 415}
     if any(p.get("in") == "query" for p in operation.get("parameters", ())):
         statuses.add(400)
     if converters:  # an unknown id is a 404; an id the converter rejects (0, > 2^63) on a write is
@@ -318,7 +322,7 @@ def _finish_operation(app, doc_path, method, operation, routes):
     responses = operation.setdefault("responses", {})
     for stale in ("422", "default"):
         responses.pop(stale, None)
-    for status in sorted(_statuses(endpoint, operation, auth, converters)):
+    for status in sorted(_statuses(endpoint, method, operation, auth, converters)):
         responses[str(status)] = _error_ref(status)
     for param in operation.get("parameters", ()):
         if param.get("in") == "path" and converters.get(param["name"]) == "id":
