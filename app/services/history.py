@@ -27,6 +27,12 @@ def _conditions(user_id, filters):
     return conditions
 
 
+def page_query(user_id, filters, limit, offset):
+    """The SELECT of one page: newest first, walking the (user_id, created_at) index backwards."""
+    return (sa.select(ProbeJob).where(*_conditions(user_id, filters))
+            .order_by(ProbeJob.created_at.desc(), ProbeJob.id.desc()).limit(limit).offset(offset))
+
+
 def page(user, limit, offset, filters=None, endpoint="probes.list_history", **url_values):
     """One page of ``user``'s jobs plus the contract's pagination block (links to ``endpoint``).
 
@@ -36,10 +42,7 @@ def page(user, limit, offset, filters=None, endpoint="probes.list_history", **ur
     """
     filters = {name: value for name, value in (filters or {}).items() if value is not None}
     conditions = _conditions(user.id, filters)
-    jobs = db.session.scalars(
-        sa.select(ProbeJob).where(*conditions)
-        .order_by(ProbeJob.created_at.desc(), ProbeJob.id.desc()).limit(limit).offset(offset)
-    ).all()
+    jobs = db.session.scalars(page_query(user.id, filters, limit, offset)).all()
     if filters:
         total = db.session.scalar(sa.select(sa.func.count()).select_from(ProbeJob).where(*conditions))
     else:
