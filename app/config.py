@@ -101,6 +101,8 @@ class Config:
     PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12)
     PASSWORD_MAX_LENGTH = 128
     API_KEY_TOUCH_SECONDS = _int("API_KEY_TOUCH_SECONDS", 60)
+    # Per-worker cache of the identifying lookup (app/auth/cache.py); capped at 1 s, 0 turns it off.
+    AUTH_CACHE_SECONDS = _float("AUTH_CACHE_SECONDS", 0.5)
     # Sessions and keys (issue 11): a refresh token's lifetime; how long a rotated key's old secret works.
     REFRESH_TOKEN_DAYS = _int("REFRESH_TOKEN_DAYS", 30)
     API_KEY_ROTATION_GRACE_SECONDS = _int("API_KEY_ROTATION_GRACE_SECONDS", 86400)

@@ -107,7 +107,7 @@ def finish_request(response):
         if usage is None:
             from app.services.quotas import usage_for
 
-            usage = usage_for(user)
+            usage = usage_for(user, autocommit=True)
         for name, value in usage.headers().items():
             response.headers.setdefault(name, value)
     if "started" in g:

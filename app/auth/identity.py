@@ -6,16 +6,21 @@ into a 401 by the ``auth_required`` decorator, so public endpoints stay public.
 
 This is the hot path of every authenticated request, so it is one indexed query on an
 autocommit connection (no ORM unit of work, no transaction to end) and it yields a small
-read-only ``Caller`` instead of an ORM object.
+read-only ``Caller`` instead of an ORM object. That query's row is kept per worker while the
+auth epoch in Redis is unchanged and for at most ``AUTH_CACHE_SECONDS`` (≤ 1 s,
+``app/auth/cache.py``): a revocation reaches every worker on its next request (within a second
+without Redis), while the checks themselves (active, expiry, grace period, token version,
+session) run on every request.
 """
 import hmac
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, g, request
 
-from app.auth import api_keys
+from app.auth import api_keys, cache
 from app.auth.tokens import TokenExpired, TokenInvalid, decode_token
 from app.db.models import ApiKey, RefreshToken, User
 from app.extensions import db
@@ -78,14 +83,14 @@ def _caller(row):
     return Caller(*row[:8])
 
 
-def _user_from_jwt(conn, token):
+def _user_from_jwt(token):
     try:
         user_id, version, session_id = decode_token(token, current_app.config["JWT_SECRET_KEY"])
     except TokenExpired:
         return None, ("token_expired", "The token has expired: refresh it or log in again")
     except TokenInvalid:
         return None, ("invalid_credentials", "Invalid token")
-    row = conn.execute(USER_BY_ID, {"user_id": user_id, "sid": session_id}).first()
+    row = _cached_read(("jwt", user_id, session_id), USER_BY_ID, {"user_id": user_id, "sid": session_id})
     if row is None or row.token_version != version or row.session_revoked:
         return None, ("token_revoked", "The token has been revoked: log in again")
     if not row.is_active:
@@ -109,29 +114,56 @@ def _key_secret_valid(row, digest, now):
             and row.previous_expires_at is not None and row.previous_expires_at > now)
 
 
-def _user_from_api_key(conn, value):
+def _user_from_api_key(value):
     if not api_keys.looks_like_key(value):  # a mistyped or invented key: no database round trip
         return None, None, BAD_KEY
     digest = api_keys.hash_key(value)
-    row = conn.execute(USER_BY_KEY_HASH, {"digest": digest}).first()
+    row = _cached_read(("key", digest), USER_BY_KEY_HASH, {"digest": digest})
     now = utcnow()
     if row is None or not row.key_active or not row.is_active or not _key_secret_valid(row, digest, now):
         return None, None, BAD_KEY
-    _touch(conn, row.key_id, row.last_used_at, now)
+    _touch((row.key_id, row.key_hash), row.last_used_at, now)
     g.api_key_scopes = None if row.scopes is None else frozenset(row.scopes.split())
     return _caller(row), row.key_id, None
 
 
-def _touch(conn, key_id, last_used_at, now):
-    """Move ``last_used_at`` at most once per API_KEY_TOUCH_SECONDS, so reads stay reads."""
+def _touch(touch_key, last_used_at, now):
+    """Move ``last_used_at`` at most once per API_KEY_TOUCH_SECONDS, so reads stay reads (a cached
+    row's older ``last_used_at`` is covered by ``_touched``: this worker wrote it already)."""
     every = timedelta(seconds=current_app.config["API_KEY_TOUCH_SECONDS"])
+    last_used_at = max(filter(None, (last_used_at, _touched.get(touch_key))), default=None)
     if last_used_at is not None and now - last_used_at < every:
         return
-    conn.execute(
-        sa.update(ApiKey)
-        .where(ApiKey.id == key_id, sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - every))
-        .values(last_used_at=now)
-    )
+    if len(_touched) >= cache.MAX_ENTRIES:
+        _touched.clear()
+    _touched[touch_key] = now
+    key_id = touch_key[0]
+    with db.engines["autocommit"].connect() as conn:
+        conn.execute(
+            sa.update(ApiKey)
+            .where(ApiKey.id == key_id, sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - every))
+            .values(last_used_at=now)
+        )
+
+
+_touched = {}  # (key id, secret hash) -> when this worker last moved its last_used_at
+
+
+def _cached_read(cache_key, statement, params):
+    """The identifying row: from this worker's cache when read under the current auth epoch and
+    younger than AUTH_CACHE_SECONDS, else one statement on an autocommit connection (then
+    cached). None when nothing matches."""
+    max_age = current_app.config["AUTH_CACHE_SECONDS"]
+    epoch = cache.current_epoch() if max_age > 0 else None
+    row = cache.get(cache_key, epoch, max_age) if epoch is not None else None
+    if row is not None:
+        return row
+    read_at = time.monotonic()
+    with db.engines["autocommit"].connect() as conn:
+        row = conn.execute(statement, params).first()
+    if row is not None and epoch is not None:
+        cache.put(cache_key, row, epoch, read_at)
+    return row
 
 
 def identify_request():
@@ -146,8 +178,7 @@ def identify_request():
     if method == "invalid":
         g.auth_error = ("invalid_credentials", "Authorization header must be 'Bearer <token>'")
         return
-    with db.engines["autocommit"].connect() as conn:
-        if method == "jwt":
-            g.current_user, g.auth_error = _user_from_jwt(conn, value)
-        else:
-            g.current_user, g.api_key_id, g.auth_error = _user_from_api_key(conn, value)
+    if method == "jwt":
+        g.current_user, g.auth_error = _user_from_jwt(value)
+    else:
+        g.current_user, g.api_key_id, g.auth_error = _user_from_api_key(value)

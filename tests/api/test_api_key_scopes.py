@@ -209,4 +209,5 @@ def test_the_hot_path_is_one_statement_with_scopes_expiry_rotation_and_sessions(
         assert client.get("/api/users/me", headers=credential).status_code == 200
         identifying = [s for s in statements if any(table in s for table in ("api_keys", "refresh_tokens", "users"))
                        and "probe_jobs" not in s]
-        assert len(identifying) == 1 and identifying[0].lstrip().startswith("SELECT"), statements
+        # at most one: the worker's auth cache (app/auth/cache.py, <= 1 s) may answer without it
+        assert len(identifying) <= 1 and all(s.lstrip().startswith("SELECT") for s in identifying), statements
