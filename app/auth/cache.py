@@ -1,4 +1,4 @@
-"""A per-worker cache of the identifying lookup (API key or JWT session → user), revoked at once.
+r"""A per-worker cache of the identifying lookup (API key or JWT session → user), revoked at once.
 
 Two guards, both on every request:
 
