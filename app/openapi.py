@@ -84,6 +84,16 @@ EXTRA_STATUSES = {
 ALWAYS = {429, 500, 503}
 BODY_METHODS = {"post", "put", "patch"}
 
+# Request bodies as a person would send them (Swagger UI's "Try it out" starts from these).
+REQUEST_EXAMPLES = {
+    "Ping": {"host": "example.com", "count": 4},
+    "Traceroute": {"host": "example.com", "max_hops": 30},
+    "Dns": {"domain": "example.com", "record_type": "A"},
+    "Whois": {"domain": "example.com"},
+    "MeasurementCreate": {"type": "ping", "target": "example.com", "options": {"count": 3},
+                          "locations": [{"country": "DE"}], "limit": 2},
+}
+
 _RULE_ARG = re.compile(r"<(?:([^<>:]+):)?([^<>]+)>")
 
 
@@ -272,6 +282,9 @@ def _registry_bounds(doc, config):
                             description="Case-insensitive")
         if "nameserver" in props:
             props["nameserver"]["description"] = "An IP address; default: the server's configured resolvers"
+    for schema_name, example in REQUEST_EXAMPLES.items():
+        if schema_name in doc["components"]["schemas"]:
+            doc["components"]["schemas"][schema_name]["example"] = example
     create = _schema(doc, "MeasurementCreate").get("properties", {})
     if create:
         create["type"].update(enum=list(PROBE_TYPES), description="The probe type")
