@@ -83,14 +83,15 @@ COUNT_JOBS = sa.select(
         sa.or_(ProbeJob.error_code.is_(None), ProbeJob.error_code != REFUSED))
 
 
-def usage_for(user, now=None, autocommit=False):
+def usage_for(user, now=None, autocommit=False, always_count=False):
     """Count the user's jobs since midnight and since the 1st, in one indexed query (in the
-    request's transaction, or with ``autocommit`` on a connection of its own: the headers' read)."""
+    request's transaction, or with ``autocommit`` on a connection of its own: the headers' read).
+    An unlimited tier is not counted unless ``always_count`` (GET /api/users/me/usage shows it)."""
     now = now or utcnow()
     day_limit, month_limit = tier_limits(user.subscription_tier)
     day_start, month_start = start_of_day(now), start_of_month(now)
     day_used = month_used = 0
-    if day_limit is not None or month_limit is not None:
+    if always_count or day_limit is not None or month_limit is not None:
         params = {"day_start": day_start, "user_id": user.id, "since": min(day_start, month_start)}
         if autocommit:
             with db.engines["autocommit"].connect() as conn:

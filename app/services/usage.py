@@ -24,7 +24,7 @@ def rate_budget():
 
 def for_user(user):
     """Quota per day and month, the request budget, and the probes in flight against the tier's cap."""
-    quota = usage_for(user)
+    quota = usage_for(user, always_count=True)
     return {
         "quota": {
             "day": _period(quota.day_limit, quota.day_used, quota.day_remaining, quota.day_reset),

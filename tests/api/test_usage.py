@@ -66,11 +66,16 @@ def test_a_refused_target_is_not_counted(client, user, auth_headers):
     assert usage(client, headers).get_json()["quota"]["day"]["used"] == 0
 
 
-def test_an_unlimited_tier_has_null_limits(client, make_user, auth_headers):
+def test_an_unlimited_tier_has_null_limits_and_counts_what_it_used(client, make_user, auth_headers):
     boss = make_user("boss", tier="Enterprise")
-    body = usage(client, auth_headers(boss)).get_json()
+    headers = auth_headers(boss)
+    assert client.post("/api/probes/ping", headers=headers, json=PING).status_code == 200
+    response = usage(client, headers)
+    body = response.get_json()
     for period in ("day", "month"):
-        assert body["quota"][period]["limit"] is None and body["quota"][period]["remaining"] is None
+        assert body["quota"][period] == {"limit": None, "used": 1, "remaining": None,
+                                         "reset": body["quota"][period]["reset"]}
+    assert "X-RateLimit-Remaining-Day" not in response.headers
     assert body["running_probes"]["limit"] == 20
 
 
