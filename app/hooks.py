@@ -55,12 +55,13 @@ def add_rate_limit_headers(response):
     """RateLimit-Limit/-Remaining/-Reset (seconds) on every answer that counted against a budget;
     on the limiter's 429, the limit that was breached."""
     from app.extensions import limiter
+    from app.services.limits import window
 
     current = limiter.current_limit if g.get("rate_limited") else g.get("rate_budget") or _general_budget()
     if current is None:
         return
     try:
-        reset_at, remaining = current.window
+        reset_at, remaining = window(current)
     except Exception:  # noqa: BLE001 - the limiter already decided; its storage failing here must not fail the answer
         return
     response.headers["RateLimit-Limit"] = str(current.limit.amount)
