@@ -89,6 +89,12 @@ def bump():
                     MAX_AGE_SECONDS)
 
 
+def drop(key):
+    """Forget one entry (this worker only)."""
+    with _lock:
+        _entries.pop(key, None)
+
+
 def clear():
     """Drop every entry (this worker only)."""
     with _lock:

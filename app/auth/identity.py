@@ -122,31 +122,25 @@ def _user_from_api_key(value):
     now = utcnow()
     if row is None or not row.key_active or not row.is_active or not _key_secret_valid(row, digest, now):
         return None, None, BAD_KEY
-    _touch((row.key_id, row.key_hash), row.last_used_at, now)
+    if _touch(row.key_id, row.last_used_at, now):
+        cache.drop(("key", digest))  # the cached row's last_used_at is behind: read it again
     g.api_key_scopes = None if row.scopes is None else frozenset(row.scopes.split())
     return _caller(row), row.key_id, None
 
 
-def _touch(touch_key, last_used_at, now):
-    """Move ``last_used_at`` at most once per API_KEY_TOUCH_SECONDS, so reads stay reads (a cached
-    row's older ``last_used_at`` is covered by ``_touched``: this worker wrote it already)."""
+def _touch(key_id, last_used_at, now):
+    """Move ``last_used_at`` at most once per API_KEY_TOUCH_SECONDS, so reads stay reads; True
+    when it was moved."""
     every = timedelta(seconds=current_app.config["API_KEY_TOUCH_SECONDS"])
-    last_used_at = max(filter(None, (last_used_at, _touched.get(touch_key))), default=None)
     if last_used_at is not None and now - last_used_at < every:
-        return
-    if len(_touched) >= cache.MAX_ENTRIES:
-        _touched.clear()
-    _touched[touch_key] = now
-    key_id = touch_key[0]
+        return False
     with db.engines["autocommit"].connect() as conn:
         conn.execute(
             sa.update(ApiKey)
             .where(ApiKey.id == key_id, sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - every))
             .values(last_used_at=now)
         )
-
-
-_touched = {}  # (key id, secret hash) -> when this worker last moved its last_used_at
+    return True
 
 
 def _cached_read(cache_key, statement, params):
