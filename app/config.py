@@ -175,6 +175,10 @@ class Config:
     AGENT_OFFLINE_SECONDS = _float("AGENT_OFFLINE_SECONDS", 30.0)  # silent this long: offline
     BROKER_TIMEOUT = _float("BROKER_TIMEOUT", 1.0)  # the API's wait on the broker: then 503
     CENTRAL_WORKER_CONCURRENCY = _int("CENTRAL_WORKER_CONCURRENCY", 8)  # ./start.sh worker threads
+    # The central worker stores the agents' results, so their probe counts live in its process:
+    # it serves its own /metrics here (0: off). Loopback unless told otherwise.
+    WORKER_METRICS_PORT = _int("WORKER_METRICS_PORT", 9101)
+    WORKER_METRICS_BIND = _env("WORKER_METRICS_BIND", "127.0.0.1")
     # Measurements (POST /api/measurements): results per measurement at most, and the event streams.
     MEASUREMENT_MAX_PROBES = _int("MEASUREMENT_MAX_PROBES", 16)
     MEASUREMENT_STREAM_MAX_SECONDS = _float("MEASUREMENT_STREAM_MAX_SECONDS", 300.0)  # then it closes

@@ -56,6 +56,30 @@ def build(flask_app):
     return celery
 
 
+def serve_metrics(config):
+    """Serve this process's metrics (the results it stores: ``probeops_probes_total`` by type,
+    outcome and location) on WORKER_METRICS_PORT; a port already taken is logged, not fatal."""
+    port = config["WORKER_METRICS_PORT"]
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    from app import metrics
+
+    registry = REGISTRY
+    if metrics.multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    try:
+        start_http_server(port, addr=config["WORKER_METRICS_BIND"], registry=registry)
+    except OSError as exc:
+        log.warning("worker metrics not served on %s:%s: %s", config["WORKER_METRICS_BIND"], port, exc)
+    else:
+        log.info("worker metrics on http://%s:%s/metrics", config["WORKER_METRICS_BIND"], port)
+
+
 def main():
     """Build the Flask app from the environment, start the sweep, consume `probeops.central`."""
     from app import create_app
@@ -67,6 +91,7 @@ def main():
         raise SystemExit("[worker] CELERY_BROKER_URL is required")
     celery = build(flask_app)
     job_sweeper.ensure_started(flask_app)
+    serve_metrics(flask_app.config)
     concurrency = str(flask_app.config["CENTRAL_WORKER_CONCURRENCY"])
     celery.worker_main(["worker", "-Q", protocol.CENTRAL_QUEUE, "-P", "threads", "-c", concurrency,
                         "-n", "central@%h", "-l", os.environ.get("LOG_LEVEL", "info").upper(),

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ALLOWED_NETWORKS, build_app, migrate
-from tests.support.servers import RedisServer, wait_for_port
+from tests.support.servers import RedisServer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_POLICY_DOMAINS = "test"
@@ -98,11 +98,13 @@ class Stack:
         self.database_url = database_url or f"sqlite:///{tmp_path / 'probeops.db'}"
         self.agents = {}
         self.worker = None
+        self.worker_metrics_port = free_port()
 
     def start_worker(self):
         env = {**base_env(self.tmp), "CELERY_BROKER_URL": self.broker.url, "DATABASE_URL": self.database_url,
                "APP_ENV": "development", "PROBEOPS_INSTANCE_PATH": str(self.tmp / "instance"),
-               "JOB_SWEEP_SECONDS": str(SWEEP_SECONDS), "CENTRAL_WORKER_CONCURRENCY": "8"}
+               "JOB_SWEEP_SECONDS": str(SWEEP_SECONDS), "CENTRAL_WORKER_CONCURRENCY": "8",
+               "WORKER_METRICS_PORT": str(self.worker_metrics_port)}
         self.worker = Proc([str(ROOT / "start.sh"), "worker"], env, self.tmp / "worker.log")
         return self.worker
 

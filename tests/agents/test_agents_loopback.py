@@ -6,8 +6,10 @@ import signal
 import time
 
 import pytest
+import requests
 
 from tests.agents.conftest import OFFLINE_SECONDS, SWEEP_SECONDS, create, headers_for, wait_finished
+from tests.support.servers import wait_for_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -43,6 +45,29 @@ def test_limit_spreads_over_the_agents_a_filter_matches(loop_api):
                      locations=[{"tag": "x"}], limit=2)
     names = [r["location"]["name"] for r in wait_finished(client, headers, created["id"])["results"]]
     assert sorted(names) == ["alpha", "beta"]
+
+
+def test_the_central_worker_serves_the_probes_it_stored_as_metrics(loop_stack, loop_api):
+    """With agents, results are stored by the central worker: its own /metrics counts them by
+    type, outcome and location."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, client = loop_api
+    headers = headers_for(app)
+    url = f"http://127.0.0.1:{loop_stack.worker_metrics_port}/metrics"
+
+    def stored(location):
+        samples = [s for family in text_string_to_metric_families(requests.get(url, timeout=5).text)
+                   for s in family.samples if s.name == "probeops_probes_total"]
+        return sum(s.value for s in samples if s.labels == {"type": "ping", "outcome": "completed",
+                                                             "location": location})
+
+    wait_for_port(loop_stack.worker_metrics_port, seconds=30)  # the worker may still be starting
+    before = stored("beta")
+    created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                     locations=[{"name": "beta"}])
+    wait_finished(client, headers, created["id"])
+    assert stored("beta") == before + 1
 
 
 def test_a_filter_no_online_agent_matches_is_400(loop_api):
