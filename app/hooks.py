@@ -97,23 +97,38 @@ def answer_options(response):
 
 def finish_request(response):
     """Add the request id, security, rate-limit and quota headers; count the request for the status page."""
+    response = add_quota_headers(response)
     response.headers["X-Request-ID"] = g.get("request_id", "")
     answer_options(response)
     add_security_headers(response)
     add_rate_limit_headers(response)
-    user = g.get("current_user")
-    # The limiter's 429 says "wait"; quota headers saying "N probes left" would contradict it.
-    if user is not None and response.status_code < 500 and not g.get("rate_limited"):
-        usage = g.get("quota_usage")
-        if usage is None:
-            from app.services.quotas import usage_for
-
-            usage = usage_for(user, autocommit=True)
-        for name, value in usage.headers().items():
-            response.headers.setdefault(name, value)
     if "started" in g:
         stats.counter.record((time.perf_counter() - g.started) * 1000,
                              current_app.config["STATS_FLUSH_SECONDS"])
+    return response
+
+
+def add_quota_headers(response):
+    """The X-RateLimit-* quota headers on every authenticated answer (not on a 5xx, nor on the
+    limiter's 429: "N probes left" would contradict its "wait"). The caller may come from the
+    auth cache, so this count can be the request's first database read: when the database is
+    down the answer becomes its 503, as the identifying read's would have been."""
+    user = g.get("current_user")
+    if user is None or response.status_code >= 500 or g.get("rate_limited"):
+        return response
+    usage = g.get("quota_usage")
+    if usage is None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from app.db import faults
+        from app.services.quotas import usage_for
+
+        try:
+            usage = usage_for(user, autocommit=True)
+        except SQLAlchemyError as exc:
+            return faults.handle_database_error(exc)
+    for name, value in usage.headers().items():
+        response.headers.setdefault(name, value)
     return response
 
 
