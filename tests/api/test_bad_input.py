@@ -117,12 +117,12 @@ def test_unknown_urls_and_methods_are_json(client, method, path):
 
 
 def test_unexpected_exception_is_a_generic_json_500(app, client, user, auth_headers, monkeypatch):
-    from app.services import users
+    from app.services import admin_users
 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(users, "list_users_with_counts", explode)
+    monkeypatch.setattr(admin_users, "search", explode)
     user.role = "admin"
     from app.extensions import db
 
