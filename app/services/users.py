@@ -154,16 +154,6 @@ def update_profile(user_id, current_password, username=None, email=None):
     return user
 
 
-def list_users_with_counts():
-    """Every user with api_key_count and probe_job_count, in two queries."""
-    users = db.session.scalars(sa.select(User).order_by(User.id)).all()
-    key_counts = dict(db.session.execute(
-        sa.select(ApiKey.user_id, sa.func.count()).group_by(ApiKey.user_id)).all())
-    for user in users:
-        user.api_key_count = key_counts.get(user.id, 0)
-    return users
-
-
 ACTIVE_ADMIN = sa.and_(User.role == "admin", User.is_active.is_(True))
 
 
