@@ -15,6 +15,7 @@ from app.agent import protocol
 from app.agent.celery_app import make_celery
 from app.agent.heartbeat import Heartbeat
 from app.agent.settings import AgentConfigError, from_environ
+from app.logging_setup import configure_from_env
 from app.probes.execute import run_spec
 from app.probes.spec import LocalPolicy, ProbeSpec
 
@@ -68,7 +69,7 @@ def worker_argv(settings, loglevel):
 
 def main():
     """Read the settings from the environment, announce, consume this location's queue."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_from_env()  # LOG_FORMAT: one JSON object a line in production, like the API
     try:
         settings = from_environ()
     except AgentConfigError as exc:

@@ -85,8 +85,7 @@ def main():
     from app import create_app
     from app.services import job_sweeper
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    flask_app = create_app()
+    flask_app = create_app()  # configures logging (LOG_FORMAT) like the API's
     if not flask_app.config.get("CELERY_BROKER_URL"):
         raise SystemExit("[worker] CELERY_BROKER_URL is required")
     celery = build(flask_app)
