@@ -3,6 +3,7 @@ import math
 
 from flask import g
 
+from app.services.limits import window
 from app.services.probe_jobs import concurrency_cap, running_probes
 from app.services.quotas import usage_for
 
@@ -18,7 +19,7 @@ def rate_budget():
     current = g.get("rate_budget") or _general_budget()
     if current is None:  # rate limiting is off
         return {"limit": None, "remaining": None, "reset": None}
-    reset_at, remaining = current.window
+    reset_at, remaining = window(current)  # as the RateLimit-* headers read it
     return {"limit": current.limit.amount, "remaining": max(0, remaining), "reset": math.ceil(reset_at)}
 
 
