@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from app.db import faults
 from app.services import job_store, memory_trim
 from app.utils.clock import utcnow
 
@@ -111,14 +112,14 @@ class _Sweeper:
             self.kept.pop(job_id, None)
 
     def _outage(self, error):
-        if not self.failing:  # once per outage, and without SQL parameters
-            log.warning("job sweeper: database unavailable (%s); results kept in memory, retrying",
-                        type(error).__name__)
+        # The process's one outage record (app.db.faults): the outage is logged once, whether the
+        # requests or the sweep met it first, and without SQL parameters.
+        faults.DATABASE.failed(faults.database_failure(error) or type(error).__name__)
         self.failing = True
 
     def _recovered(self):
         if self.failing:
-            log.info("job sweeper: database available again")
+            faults.DATABASE.succeeded()
         self.failing = False
 
 
