@@ -6,7 +6,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support.gunicorn import STRONG_SECRET, StartedServer
+from tests.support.gunicorn import STRONG_SECRET, StartedServer, started_servers
 
 pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery staple"
@@ -14,16 +14,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def server(tmp_path):
-    started = []
-
-    def start(**env):
-        srv = StartedServer(env, tmp_path).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+    yield from started_servers(tmp_path)
 
 
 def register_and_login(base, name="alice"):

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.conftest import PASSWORD, build_app, migrate
-from tests.support.gunicorn import StartedServer
+from tests.support.gunicorn import started_servers
 from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.slow
@@ -123,16 +123,7 @@ def test_a_stopped_postgres_is_503_with_retry_after_and_logged_once(own_postgres
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    started = []
-
-    def start(**env):
-        srv = StartedServer(env, tmp_path).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+    yield from started_servers(tmp_path)
 
 
 def test_a_hung_postgres_answers_503_in_seconds_and_health_never_waits(own_postgres, gunicorn):

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.support.gunicorn import StartedServer
+from tests.support.gunicorn import started_servers
 
 pytestmark = pytest.mark.slow
 TRICKLERS = 500
@@ -29,16 +29,7 @@ def enough_file_descriptors():
 
 @pytest.fixture
 def start(tmp_path):
-    started = []
-
-    def start(**env):
-        srv = StartedServer(env, tmp_path).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+    yield from started_servers(tmp_path)
 
 
 @pytest.fixture

@@ -59,3 +59,17 @@ class StartedServer:
                 self.proc.wait(10)
         self.log.close()
         return self.proc.returncode
+
+
+def started_servers(tmp_path):
+    """Body of a fixture that yields ``start(**env)`` and stops every server it started."""
+    started = []
+
+    def start(**env):
+        srv = StartedServer(env, tmp_path).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
