@@ -7,6 +7,8 @@ rate limiter (429 + Retry-After) and for anything unexpected (a logged 500 with 
 exception text never reaches the client).
 """
 import logging
+import math
+import time
 from http import HTTPStatus
 
 from flask import g, jsonify
@@ -14,6 +16,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from app import metrics
+from app.services.budget import BudgetExceeded
 
 log = logging.getLogger("probeops")
 
@@ -114,12 +117,21 @@ def handle_api_error(exc):
 
 
 def handle_rate_limit(exc):
+    """A per-route limit (flask-limiter: login, register) is spent."""
     from app.services.limits import retry_after_seconds
 
+    return _rate_limited(exc.description, retry_after_seconds())
+
+
+def handle_budget_exceeded(exc):
+    """The general budget (app.services.budget) is spent."""
+    return _rate_limited(exc.window.description, max(1, math.ceil(exc.window.reset_at - time.time())))
+
+
+def _rate_limited(description, retry):
     g.rate_limited = True  # the answer's headers describe the breached limit, not the probe quota
     metrics.rejected(429, "rate_limited")
-    retry = retry_after_seconds()
-    message = f"Rate limit exceeded ({exc.description}); retry in {retry} seconds"
+    message = f"Rate limit exceeded ({description}); retry in {retry} seconds"
     return error_response(429, message, {"Retry-After": str(retry)}, code="rate_limited")
 
 
@@ -145,6 +157,7 @@ def init_app(app):
     """Register the handlers on the app, so they cover unknown URLs and every blueprint."""
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(RateLimitExceeded, handle_rate_limit)
+    app.register_error_handler(BudgetExceeded, handle_budget_exceeded)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
     from app.db import faults

@@ -4,7 +4,7 @@ import json
 import flask_smorest
 from flask import current_app
 from flask_cors import CORS
-from flask_limiter import ApplicationLimit, Limit, Limiter
+from flask_limiter import Limit, Limiter
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from app.auth.rate_key import rate_limit_key
 from app.json_input import BodyParser
+from app.services import rate_storage  # noqa: F401 - registers the Redis storage the limiter will use
 
 # Stable constraint names, so Alembic migrations name things the same on every database.
 NAMING_CONVENTION = {
@@ -67,17 +68,11 @@ flask_smorest.Blueprint.ARGUMENTS_PARSER = BodyParser()
 flask_smorest.Blueprint.ARGUMENTS_PARSER.DEFAULT_VALIDATION_STATUS = 400
 
 
-def general_limit():
-    """RATELIMIT_DEFAULT, read per request (tests and operators may change it at run time)."""
-    return current_app.config["RATELIMIT_DEFAULT"]
-
-
-GENERAL_SCOPE = "general"
+# flask-limiter: the storage (and its in-memory fallback) and the tighter per-route limits
+# (login, register), which its decorators check. RATELIMIT_DEFAULT, ONE budget per user (per
+# client IP when anonymous) across every endpoint, is counted by app.services.budget.
 limiter = Limiter(
     key_func=rate_limit_key,
-    # RATELIMIT_DEFAULT is ONE budget per user (per client IP when anonymous) across every
-    # endpoint: an application-wide limit, whose counter is shared by all routes.
-    application_limits=[ApplicationLimit(general_limit, scope=GENERAL_SCOPE)],
     # No per-endpoint default: without this, flask-limiter would read RATELIMIT_DEFAULT from the
     # config as a separate budget for each endpoint.
     default_limits=[Limit(lambda: "")],

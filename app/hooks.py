@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from app import logging_setup, metrics
 from app.auth.identity import identify_request
 from app.errors import ApiError
-from app.services import stats
+from app.services import budget, stats
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
@@ -36,37 +36,36 @@ def require_json_body():
         raise ApiError(415, "Content-Encoding is not supported: send the body uncompressed")
 
 
-def note_rate_budget():
-    """Remember the general budget this request counted against (a view's own limit may later
-    replace the limiter's list of current limits)."""
-    g.rate_budget = _general_budget()
-
-
-def _general_budget():
-    from app.extensions import GENERAL_SCOPE, limiter
-
-    for current in limiter.current_limits:
-        if current.shared and current.request_args[-1] == GENERAL_SCOPE:
-            return current
-    return None
-
-
 def add_rate_limit_headers(response):
-    """RateLimit-Limit/-Remaining/-Reset (seconds) on every answer that counted against a budget;
-    on the limiter's 429, the limit that was breached."""
+    """RateLimit-Limit/-Remaining/-Reset (seconds) on every answer that counted against the general
+    budget; on a per-route limit's 429 (login, register), the limit that was breached."""
+    window = g.get("rate_window")
+    if g.get("rate_limited") and not (window is not None and window.exceeded):
+        limit, remaining, reset_at = _breached_route_limit()
+        if limit is None:
+            return
+    elif window is not None:
+        limit, remaining, reset_at = window.limit, window.remaining, window.reset_at
+    else:
+        return
+    response.headers["RateLimit-Limit"] = str(limit)
+    response.headers["RateLimit-Remaining"] = str(remaining)
+    response.headers["RateLimit-Reset"] = str(max(0, math.ceil(reset_at - time.time())))
+
+
+def _breached_route_limit():
+    """``(limit, 0, reset_at)`` of the flask-limiter limit this request breached."""
     from app.extensions import limiter
     from app.services.limits import window
 
-    current = limiter.current_limit if g.get("rate_limited") else g.get("rate_budget") or _general_budget()
+    current = limiter.current_limit
     if current is None:
-        return
+        return None, None, None
     try:
-        reset_at, remaining = window(current)
+        reset_at, _ = window(current)
     except Exception:  # noqa: BLE001 - the limiter already decided; its storage failing here must not fail the answer
-        return
-    response.headers["RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["RateLimit-Remaining"] = "0" if g.get("rate_limited") else str(max(0, remaining))
-    response.headers["RateLimit-Reset"] = str(max(0, math.ceil(reset_at - time.time())))
+        return None, None, None
+    return current.limit.amount, 0, reset_at
 
 
 def add_security_headers(response):
@@ -121,7 +120,10 @@ def add_quota_headers(response):
         from sqlalchemy.exc import SQLAlchemyError
 
         from app.db import faults
-        from app.services.quotas import usage_for
+        from app.services.quotas import tier_limits, usage_for
+
+        if tier_limits(user.subscription_tier) == (None, None):
+            return response  # an unlimited tier has no quota headers: nothing to count
 
         try:
             usage = usage_for(user, autocommit=True)
@@ -155,11 +157,21 @@ def init_app(app):
     app.before_request(start_request)
     app.before_request(require_json_body)
     app.before_request(identify_request)
+    app.before_request(budget.count_request)
     app.after_request(finish_request)
     limiter.request_filter(skip_preflight)
 
 
 def init_after_limiter(app):
-    """Hooks that must run after the limiter's own ``before_request``."""
-    app.before_request(note_rate_budget)
+    """flask-limiter's own per-request hooks go: the general budget is ``budget.count_request``
+    and the per-route limits are checked by their decorators (so its ``before_request`` would
+    find nothing to do, at a third of a request's CPU); its headers are off
+    (RATELIMIT_HEADERS_ENABLED, the contract's X-RateLimit-* are the quota's)."""
+    from app.extensions import limiter
+
+    check = limiter._check_request_limit  # absent when RATELIMIT_ENABLED is false
+    app.before_request_funcs[None] = [hook for hook in app.before_request_funcs[None] if hook != check]
+    inject_headers = type(limiter)._Limiter__inject_headers
+    app.after_request_funcs[None] = [hook for hook in app.after_request_funcs[None]
+                                     if getattr(hook, "func", None) is not inject_headers]
 

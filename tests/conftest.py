@@ -111,6 +111,20 @@ def app(database_url, app_overrides):
 
 
 @pytest.fixture
+def app_on_redis(database_url, redis_server):
+    """The app with its rate-limit counters in Redis, as production runs it across workers."""
+    app = build_app(database_url, RATELIMIT_STORAGE_URI=redis_server.url)
+    with app.app_context():
+        yield app
+        from app.extensions import db, limiter
+
+        limiter.reset()
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -144,19 +144,19 @@ def _touch(key_id, last_used_at, now):
 
 
 def _cached_read(cache_key, statement, params):
-    """The identifying row: from this worker's cache when read under the current auth epoch and
+    """The identifying row: from this worker's cache when stored under the current generation and
     younger than AUTH_CACHE_SECONDS, else one statement on an autocommit connection (then
     cached). None when nothing matches."""
     max_age = current_app.config["AUTH_CACHE_SECONDS"]
-    epoch = cache.current_epoch() if max_age > 0 else None
-    row = cache.get(cache_key, epoch, max_age) if epoch is not None else None
+    generation = cache.generation() if max_age > 0 else None
+    row = cache.get(cache_key, generation, max_age) if generation is not None else None
     if row is not None:
         return row
     read_at = time.monotonic()
     with db.engines["autocommit"].connect() as conn:
         row = conn.execute(statement, params).first()
-    if row is not None and epoch is not None:
-        cache.put(cache_key, row, epoch, read_at)
+    if row is not None and generation is not None:
+        cache.put(cache_key, row, generation, read_at)
     return row
 
 

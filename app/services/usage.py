@@ -1,9 +1,7 @@
 """The caller's usage, read from the functions that enforce each limit (no second count)."""
 import math
 
-from flask import g
-
-from app.services.limits import window
+from app.services.budget import current_window
 from app.services.probe_jobs import concurrency_cap, running_probes
 from app.services.quotas import usage_for
 
@@ -13,14 +11,12 @@ def _period(limit, used, remaining, reset):
 
 
 def rate_budget():
-    """The general request budget this request counted against: limit, remaining, reset (epoch)."""
-    from app.hooks import _general_budget
-
-    current = g.get("rate_budget") or _general_budget()
-    if current is None:  # rate limiting is off
+    """The general request budget this request counted against: limit, remaining, reset (epoch),
+    as the RateLimit-* headers of the same answer give them."""
+    window = current_window()
+    if window is None:  # rate limiting is off
         return {"limit": None, "remaining": None, "reset": None}
-    reset_at, remaining = window(current)  # as the RateLimit-* headers read it
-    return {"limit": current.limit.amount, "remaining": max(0, remaining), "reset": math.ceil(reset_at)}
+    return {"limit": window.limit, "remaining": window.remaining, "reset": math.ceil(window.reset_at)}
 
 
 def for_user(user):

@@ -156,20 +156,6 @@ def test_other_accounts_are_not_slowed_by_one_under_attack(client, user, make_us
     assert login(client, PASSWORD, email="bob@example.com").status_code == 200
 
 
-@pytest.fixture
-def app_on_redis(database_url, redis_server):
-    """The app with its rate-limit counters in Redis, as production runs it across workers."""
-    app = build_app(database_url, RATELIMIT_STORAGE_URI=redis_server.url)
-    with app.app_context():
-        yield app
-        from app.extensions import db, limiter
-
-        limiter.reset()
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
-
-
 def test_backoff_counters_live_in_redis(app_on_redis, redis_server):
     import redis
 
