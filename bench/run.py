@@ -109,6 +109,7 @@ class Bench:
                "LOG_LEVEL": "warning"}
         if self.lab is not None:
             env.update(PROBE_ALLOWED_NETWORKS=self.lab.allowed_networks, DNS_NAMESERVERS=self.lab.dns)
+        env.update(self.extra_env)  # --api-env
         env.update(extra)
         return env
 
@@ -176,19 +177,29 @@ def ratio_figure(name, measured, baseline, unit, target, higher_is_better, limit
 
 
 def fig_throughput(bench, api, headers):
+    """Alternate the API and the bare app in short rounds and take the median of the rounds'
+    ratios: a burst of load from elsewhere on the machine then skews one round, not the figure."""
     url = f"{api.url}/api/users/me"
-    load(url, 200, 8, headers)  # warm-up: pools filled, code paths loaded
-    measured = load(url, 0, 16, headers, duration=bench.sizes.throughput_seconds)
+    rounds = 3
+    seconds = bench.sizes.throughput_seconds / rounds * 1.5
     proc, bare_url = bench.start_bare(api.workers, api.threads)
+    measured, baseline = [], []
     try:
+        load(url, 200, 8, headers)  # warm-up: pools filled, code paths loaded
         load(f"{bare_url}/api/users/me", 200, 8)
-        baseline = load(f"{bare_url}/api/users/me", 0, 16, duration=bench.sizes.throughput_seconds)
+        for _ in range(rounds):
+            answer = load(url, 0, 16, headers, duration=seconds)
+            assert answer["statuses"] == {"200": answer["requests"]}, answer["statuses"]
+            measured.append(answer["rps"])
+            baseline.append(load(f"{bare_url}/api/users/me", 0, 16, duration=seconds)["rps"])
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
-    assert measured["statuses"] == {"200": measured["requests"]}, measured["statuses"]
-    return ratio_figure("GET /api/users/me with X-API-Key, req/s", measured["rps"], baseline["rps"], "req/s",
-                        ">= 0.5x bare Flask", True, 0.5)
+    rounds_seen = sorted(zip(measured, baseline, strict=True), key=lambda pair: pair[0] / pair[1])
+    middle_measured, middle_baseline = rounds_seen[len(rounds_seen) // 2]
+    return ratio_figure("GET /api/users/me with X-API-Key, req/s", middle_measured, middle_baseline, "req/s",
+                        ">= 0.5x bare Flask", True, 0.5, note="median of 3 alternating rounds: "
+                        + ", ".join(f"{m / b:.2f}x" for m, b in rounds_seen))
 
 
 def fig_history(bench, api, engine):
