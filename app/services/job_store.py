@@ -125,6 +125,52 @@ def store_completion(job_id, values):
     return _write(job_id, values, utcnow())
 
 
+def store_many(reports):
+    """Write a batch of agents' reports in ONE transaction; returns a list of True/False (written).
+
+    Each report is a dict: ``job_id``, ``started_at`` (aware datetime or None), ``location``, and
+    ``outcome`` (None for a "started" notice: queued -> running). The central worker drains what
+    is queued into one batch, so 500 results in flight cost a few dozen transactions, not 1,000.
+    Per job the same rules as ``mark_started`` / ``store_outcome``: a result is written over an
+    in-flight or overdue row and keeps the first known start; a notice only moves a queued row.
+    Reports are applied in order, so a job's notice before its result in one batch is consistent.
+    """
+    if not reports:
+        return []
+    now = utcnow()
+    ids = sorted({r["job_id"] for r in reports})
+    written = []
+    with db.engine.begin() as conn:
+        jobs = {row.id: row for row in conn.execute(
+            sa.select(_jobs.c.id, _jobs.c.measurement_id, _jobs.c.probe_type, _jobs.c.status, _jobs.c.location)
+            .where(_jobs.c.id.in_(ids)))}
+        locked = _lock_measurements(conn, [jobs[r["job_id"]].measurement_id for r in reports
+                                           if r.get("outcome") is not None and r["job_id"] in jobs], now)
+        ended = []
+        for report in reports:
+            job_id, location = report["job_id"], report.get("location")
+            if report.get("outcome") is None:
+                values = {"status": "running", "started_at": report["started_at"]}
+                if location:
+                    values["location"] = str(location)[:64]
+                written.append(conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _jobs.c.status == "queued")
+                                            .values(**values)).rowcount == 1)
+                continue
+            values = outcome_values(report["outcome"], location, now)
+            starts = [_jobs.c.started_at, report["started_at"]] if report.get("started_at") else [_jobs.c.started_at]
+            values["started_at"] = sa.func.coalesce(*starts, _jobs.c.created_at)
+            done = conn.execute(sa.update(_jobs).where(_jobs.c.id == job_id, _endable()).values(**values)).rowcount == 1
+            written.append(done)
+            if done and job_id in jobs:
+                ended.append((jobs[job_id], values))
+        if ended:
+            _finish_measurements(conn, locked)
+    for job, values in ended:
+        if job.status in JOB_ACTIVE:  # as in _write: a late result over a timeout was counted as the timeout
+            metrics.probe_ended(job.probe_type, metrics.job_outcome(values), values.get("location") or job.location)
+    return written
+
+
 def mark_started(job_id, started_at, location=None):
     """queued -> running, with when (and where) it started; True if the row was queued."""
     values = {"status": "running", "started_at": started_at}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from app.agent import protocol
 from app.agent.celery_app import make_celery
+from app.worker.batch import GroupWriter
 from app.worker.notify import ResultNotifier
 
 log = logging.getLogger("probeops.worker")
@@ -26,32 +27,33 @@ def build(flask_app):
                          concurrency=config["CENTRAL_WORKER_CONCURRENCY"])
     notifier = ResultNotifier(config["CELERY_BROKER_URL"])
 
-    def write(task, action):
+    def write_batch(reports):
         with flask_app.app_context():
-            try:
-                return action()
-            except Exception as exc:
-                if job_store.is_transient(exc):
-                    raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=STORE_MAX_RETRIES) from exc
-                raise
+            return job_store.store_many(reports)
+
+    writer = GroupWriter(write_batch, lambda job_ids: notifier.stored(*job_ids), job_store.is_transient)
+
+    def write(task, report):
+        try:
+            return writer.write(report)
+        except Exception as exc:
+            if job_store.is_transient(exc):
+                raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=STORE_MAX_RETRIES) from exc
+            raise
+
+    def started(epoch):
+        return datetime.fromtimestamp(float(epoch), UTC) if epoch is not None else None
 
     @celery.task(name=protocol.STORE_RESULT, bind=True, acks_late=True)
     def store_result(self, job_id, outcome, location, started_epoch=None):
-        """Write an agent's outcome on its job row (marked running first when it still is queued:
-        a short probe sends no separate notice), then tell the waiting API processes."""
-        def store():
-            if started_epoch is not None:
-                job_store.mark_started(job_id, datetime.fromtimestamp(float(started_epoch), UTC), location)
-            return job_store.store_outcome(job_id, outcome, location)
-
-        write(self, store)
-        notifier.stored(job_id)
+        """Write an agent's outcome on its job row, with when it started (a short probe sends no
+        separate notice), then tell the waiting API processes; batched with the other reports."""
+        write(self, {"job_id": job_id, "outcome": outcome, "location": location, "started_at": started(started_epoch)})
 
     @celery.task(name=protocol.MARK_STARTED, bind=True, acks_late=True)
     def mark_started(self, job_id, started_epoch, location):
         """queued -> running, with when and where it started."""
-        started_at = datetime.fromtimestamp(float(started_epoch), UTC)
-        write(self, lambda: job_store.mark_started(job_id, started_at, location))
+        write(self, {"job_id": job_id, "outcome": None, "location": location, "started_at": started(started_epoch)})
 
     return celery
 
