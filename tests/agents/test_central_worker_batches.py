@@ -1,4 +1,4 @@
-"""The central worker writes the agents' reports in batches (app/worker/batch.py): what a user sees
+"""The central worker writes the agents' reports in batches (app/utils/group_commit.py): what a user sees
 is unchanged. Every result of many measurements at once is stored with where and when it ran, and
 results that arrive while PostgreSQL is down are written once it is back (none lost, none stuck).
 
