@@ -18,6 +18,7 @@ from app.agent.settings import AgentConfigError, from_environ
 from app.logging_setup import configure_from_env
 from app.probes.execute import run_spec
 from app.probes.spec import LocalPolicy, ProbeSpec
+from app.utils.group_commit import GroupWriter
 
 log = logging.getLogger("probeops.agent")
 
@@ -25,6 +26,7 @@ log = logging.getLogger("probeops.agent")
 # (the central sweep then ends the job as timeout).
 STARTED_NOTICE_SECONDS = 0.2  # a probe running longer than this is reported `running` before it ends
 REPORT_RETRY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+REPORTS_PER_MESSAGE = 64      # at most this many reports in one probeops.store_reports message
 
 
 def build(settings):
@@ -33,9 +35,15 @@ def build(settings):
                          concurrency=settings.concurrency)
     policy = LocalPolicy.from_config(settings.policy_config)
 
-    def report(task, *args):
-        celery.send_task(task, args=list(args), queue=protocol.CENTRAL_QUEUE, retry=True,
-                         retry_policy=REPORT_RETRY)
+    def send(reports):
+        """One `probeops.store_reports` message for every report waiting (results and notices)."""
+        celery.send_task(protocol.STORE_REPORTS, args=[settings.name, reports], queue=protocol.CENTRAL_QUEUE,
+                         retry=True, retry_policy=REPORT_RETRY)
+        return [True] * len(reports)
+
+    # Probes that end (or pass STARTED_NOTICE_SECONDS) at the same moment share a message: 50 pings
+    # ending together are a few messages for the central worker, not 100.
+    sender = GroupWriter(send, max_batch=REPORTS_PER_MESSAGE, name="probeops-reports")
 
     @celery.task(name=protocol.RUN_PROBE, acks_late=True, reject_on_worker_lost=True)
     def run_probe(job_id, spec_dict):
@@ -45,17 +53,20 @@ def build(settings):
             log.warning("job %s: its deadline passed before it reached this agent; not run", job_id)
             return
         started = time.time()
-        # "started" goes on its own only for a probe still running after a moment; the result
-        # carries when it started anyway (the central worker marks it running first if needed).
-        notice = threading.Timer(STARTED_NOTICE_SECONDS, report,
-                                 args=(protocol.MARK_STARTED, job_id, started, settings.name))
+        # "started" goes only for a probe still running after a moment; the result carries when
+        # it started anyway (the central worker marks it running first if needed).
+        notice = threading.Timer(STARTED_NOTICE_SECONDS, sender.write,
+                                 args=([{"job_id": job_id, "outcome": None, "started": started}],),
+                                 kwargs={"wait": False})
         notice.daemon = True
         notice.start()
         try:
             outcome = run_spec(spec, policy)
         finally:
             notice.cancel()
-        report(protocol.STORE_RESULT, job_id, outcome, settings.name, started)
+        # returns once the message carrying it is published: the probe's own message is
+        # acknowledged (acks_late) only after its result is on its way
+        sender.write([{"job_id": job_id, "outcome": outcome, "started": started}])
 
     return celery
 

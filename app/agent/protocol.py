@@ -6,6 +6,9 @@ VERSION = "1.1.0"
 RUN_PROBE = "probeops.run_probe"          # API -> agent: (job_id, spec_dict)
 MARK_STARTED = "probeops.mark_started"    # agent -> central: (job_id, started_epoch, location_name)
 STORE_RESULT = "probeops.store_result"    # agent -> central: (job_id, outcome, location_name)
+# agent -> central: (location_name, [REPORT, ...]); REPORT = {"job_id", "outcome" (None: a "started"
+# notice), "started" (epoch seconds)}. What the agent sends; the two above stay for older agents.
+STORE_REPORTS = "probeops.store_reports"
 
 CENTRAL_QUEUE = "probeops.central"
 LOCATION_QUEUE_PREFIX = "probeops.loc."

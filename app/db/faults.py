@@ -29,6 +29,7 @@ SQLITE_UNAVAILABLE = ("database is locked", "attempt to write a readonly databas
 # SQLite errors after which a pooled connection may stay broken (opened read-only during the fault).
 SQLITE_REOPEN = ("attempt to write a readonly database", "disk i/o error", "unable to open database file")
 PG_PROGRAM_LIMIT = "54"  # SQLSTATE class of OperationalErrors that are about the data, not the server
+PG_LOCK_NOT_AVAILABLE = "55P03"  # a lock_timeout: contention on a row (the caller decides), not an outage
 
 
 class Outage:
@@ -111,7 +112,7 @@ def database_failure(exc):
     if isinstance(exc, psycopg2.InterfaceError):
         return "connection closed"
     if isinstance(exc, psycopg2.OperationalError):
-        if (exc.pgcode or "").startswith(PG_PROGRAM_LIMIT):
+        if (exc.pgcode or "").startswith(PG_PROGRAM_LIMIT) or exc.pgcode == PG_LOCK_NOT_AVAILABLE:
             return None
         diag = getattr(exc, "diag", None)
         return (diag.message_primary if diag is not None and diag.message_primary else _first_line(exc))[:200]

@@ -26,6 +26,7 @@ IPV6_HOPLIMIT = 52
 ICMP_FILTER = 1             # SOL_RAW option on IPv4 raw ICMP sockets
 ICMP6_FILTER = 1            # IPPROTO_ICMPV6 option
 SO_TIMESTAMPNS = 35
+SO_ATTACH_FILTER = 26       # SOL_SOCKET, struct sock_fprog (classic BPF)
 SO_EE_ORIGIN_LOCAL = 1
 SO_EE_ORIGIN_ICMP = 2
 SO_EE_ORIGIN_ICMP6 = 3
@@ -146,6 +147,118 @@ def _set_filter(s, family, allow_types):
         for t in allow_types:
             words[t >> 5] &= ~(1 << (t & 31))
         s.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("8I", *words))
+
+
+# -- classic BPF socket filters ------------------------------------------------------------------
+# A raw ICMP socket receives a copy of EVERY ICMP packet arriving in the network namespace: with
+# N probes in flight each reply wakes N sockets (N^2 copies, each parsed in Python). A filter
+# attached to the socket makes the kernel drop the others before they are queued. Userspace still
+# checks everything (address, identifier, sequence, cookie): the filter only removes work.
+# <linux/filter.h> opcodes
+_LD_B_ABS, _LD_H_ABS, _LD_B_IND, _LD_H_IND = 0x30, 0x28, 0x50, 0x48
+_LDX_B_MSH = 0xB1           # X = 4 * (P[k] & 0xf): the IPv4 header's length
+_ALU_AND_K, _ALU_LSH_K, _ALU_ADD_X, _MISC_TAX = 0x54, 0x64, 0x0C, 0x07
+_JEQ_K, _RET_K = 0x15, 0x06
+_ACCEPT, _DROP = "accept", "drop"
+
+
+def _assemble(program):
+    """``[(code, k) | (JEQ, k, label_true, label_false) | label]`` -> packed struct sock_filter[].
+
+    Labels are strings placed in the list; jumps name them (forward only, as BPF requires).
+    """
+    program = [*program, _DROP, (_RET_K, 0), _ACCEPT, (_RET_K, 0xFFFFFFFF)]
+    where, index = {}, 0
+    for item in program:
+        if isinstance(item, str):
+            where[item] = index
+        else:
+            index += 1
+    out, index = [], 0
+    for item in program:
+        if isinstance(item, str):
+            continue
+        if len(item) == 4:
+            code, k, yes, no = item
+            out.append(struct.pack("HBBI", code, where[yes] - index - 1, where[no] - index - 1, k))
+        else:
+            out.append(struct.pack("HBBI", item[0], 0, 0, item[1]))
+        index += 1
+    return b"".join(out)
+
+
+def attach_bpf(sock, code: bytes) -> bool:
+    """SO_ATTACH_FILTER with the packed instructions ``code`` (the kernel copies them).
+
+    False when the kernel refuses it: the probe still works (userspace matches every packet),
+    it only costs more CPU.
+    """
+    import ctypes
+
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(code) // 8, ctypes.addressof(buf))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
+
+
+def _error_quote(family, proto):
+    """Instructions that go on at "quote" with X (IPv4) at the quoted packet's transport header."""
+    if family == 4:
+        # X = outer IPv4 header length; the ICMP error's quoted IPv4 header starts at X + 8
+        return ["quote",
+                (_LD_B_IND, 8 + 9), (_JEQ_K, proto, "q1", _DROP), "q1",   # quoted protocol
+                (_LD_B_IND, 8), (_ALU_AND_K, 0x0F), (_ALU_LSH_K, 2),        # quoted header length
+                (_ALU_ADD_X, 0), (_MISC_TAX, 0)]                          # X += it
+    return ["quote", (_LD_B_ABS, 8 + 6), (_JEQ_K, proto, "q1", _DROP), "q1"]  # next header
+
+
+def echo_filter(family: int, ident: int) -> bytes:
+    """Echo replies carrying ``ident``, and ICMP errors quoting an echo request carrying it."""
+    if family == 4:
+        return _assemble([
+            (_LDX_B_MSH, 0),                                   # X = IPv4 header length
+            (_LD_B_IND, 0),                                    # ICMP type
+            (_JEQ_K, ICMP_ECHOREPLY, "echo", "t1"), "t1",
+            (_JEQ_K, ICMP_DEST_UNREACH, "quote", "t2"), "t2",
+            (_JEQ_K, ICMP_TIME_EXCEEDED, "quote", _DROP),
+            "echo", (_LD_H_IND, 4), (_JEQ_K, ident, _ACCEPT, _DROP),
+            *_error_quote(4, socket.IPPROTO_ICMP),
+            (_LD_B_IND, 8), (_JEQ_K, ICMP_ECHO, "q2", _DROP), "q2",   # quoted ICMP type
+            (_LD_H_IND, 8 + 4), (_JEQ_K, ident, _ACCEPT, _DROP),     # quoted identifier
+        ])
+    return _assemble([                                         # ICMPv6: data starts at its header
+        (_LD_B_ABS, 0),
+        (_JEQ_K, ICMP6_ECHO_REPLY, "echo", "t1"), "t1",
+        (_JEQ_K, ICMP6_DEST_UNREACH, "quote", "t2"), "t2",
+        (_JEQ_K, ICMP6_PACKET_TOO_BIG, "quote", "t3"), "t3",
+        (_JEQ_K, ICMP6_TIME_EXCEEDED, "quote", _DROP),
+        "echo", (_LD_H_ABS, 4), (_JEQ_K, ident, _ACCEPT, _DROP),
+        *_error_quote(6, socket.IPPROTO_ICMPV6),
+        (_LD_B_ABS, 8 + 40), (_JEQ_K, ICMP6_ECHO_REQUEST, "q2", _DROP), "q2",
+        (_LD_H_ABS, 8 + 40 + 4), (_JEQ_K, ident, _ACCEPT, _DROP),
+    ])
+
+
+def udp_error_filter(family: int, source_port: int) -> bytes:
+    """ICMP errors quoting a UDP datagram sent from ``source_port`` (traceroute's raw reader)."""
+    if family == 4:
+        return _assemble([
+            (_LDX_B_MSH, 0), (_LD_B_IND, 0),
+            (_JEQ_K, ICMP_DEST_UNREACH, "quote", "t1"), "t1",
+            (_JEQ_K, ICMP_TIME_EXCEEDED, "quote", _DROP),
+            *_error_quote(4, socket.IPPROTO_UDP),
+            (_LD_H_IND, 8), (_JEQ_K, source_port, _ACCEPT, _DROP),   # quoted UDP source port
+        ])
+    return _assemble([
+        (_LD_B_ABS, 0),
+        (_JEQ_K, ICMP6_DEST_UNREACH, "quote", "t1"), "t1",
+        (_JEQ_K, ICMP6_TIME_EXCEEDED, "quote", _DROP),
+        *_error_quote(6, socket.IPPROTO_UDP),
+        (_LD_H_ABS, 8 + 40), (_JEQ_K, source_port, _ACCEPT, _DROP),
+    ])
 
 
 def _common_opts(s, family):

@@ -3,6 +3,8 @@
 One probe = one socket, one identifier (process-unique, from a locked counter), one deadline.
 Replies are matched on source address, identifier, sequence and an 8-byte random cookie in the
 payload, so other processes' and other threads' echo replies are ignored even on a raw socket.
+A raw socket also carries a BPF filter on the identifier (app.probes.icmp.echo_filter), so the
+kernel does not even queue the others' replies on it: many pings in flight stay cheap.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from .icmp import (
     UNREACH_V4,
     UNREACH_V6,
     PrivilegeError,
+    attach_bpf,
+    echo_filter,
     echo_request,
     next_identifier,
     open_icmp_socket,
@@ -101,6 +105,9 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
     family, addr = target.family, target.address
     ident = next_identifier()
     cookie = os.urandom(8)
+    if kind == "raw":
+        # the kernel then queues only this probe's replies and errors, not every ICMP packet
+        attach_bpf(sock, echo_filter(family, ident))
     if kind == "dgram":
         # the kernel picks the identifier (the socket's "port") and demultiplexes replies by it
         sock.setsockopt(*((SOL_IP, IP_RECVERR) if family == 4 else (socket.IPPROTO_IPV6, IPV6_RECVERR)), 1)

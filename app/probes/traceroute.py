@@ -41,6 +41,8 @@ from .icmp import (
     UNREACH_V4,
     UNREACH_V6,
     PrivilegeError,
+    attach_bpf,
+    echo_filter,
     echo_request,
     next_identifier,
     open_icmp_socket,
@@ -48,6 +50,7 @@ from .icmp import (
     parse_sock_extended_err,
     rtt_ms,
     sockaddr,
+    udp_error_filter,
     wait_readable,
 )
 from .results import ProbeResult
@@ -261,6 +264,9 @@ class _UdpTracer:
             self.close()
             raise
         self.local_port = self.udp.getsockname()[1]
+        if self.raw is not None:
+            # only the errors quoting this trace's datagrams (keyed by its source port) are queued
+            attach_bpf(self.raw, udp_error_filter(family, self.local_port))
         self.sock = self.raw if self.raw is not None else self.udp
         self.kind = "udp+raw" if self.raw is not None else "udp+recverr"
         self.payload = os.urandom(8) + b"ProbeOps-traceroute-----"[:DATA_LEN - 8]
@@ -371,6 +377,8 @@ class _IcmpTracer:
         self.dgram = kind == "dgram"
         self.ident = next_identifier()
         self.cookie = os.urandom(8)
+        if not self.dgram:
+            attach_bpf(self.sock, echo_filter(family, self.ident))  # this trace's replies and errors only
         if self.dgram:
             self.sock.setsockopt(*((SOL_IP, IP_RECVERR) if family == 4 else (socket.IPPROTO_IPV6, IPV6_RECVERR)), 1)
             self.sock.bind(sockaddr(family, "0.0.0.0" if family == 4 else "::", 0))

@@ -77,10 +77,11 @@ class _Waiters:
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message and message.get("type") == "message":
-                        try:
-                            self._wake(int(message["data"]))
-                        except ValueError:
-                            pass
+                        for job_id in bytes(message["data"]).split(b","):  # a batch: "12,13,20"
+                            try:
+                                self._wake(int(job_id))
+                            except ValueError:
+                                pass
             except redis.RedisError:
                 time.sleep(1.0)  # the broker is away: waiters poll their rows meanwhile
             finally:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db.models import JOB_ACTIVE, ProbeJob, User
@@ -29,6 +30,9 @@ from app.utils.clock import utcnow
 log = logging.getLogger("probeops")
 
 WAIT_MARGIN_SECONDS = 2.0  # the synchronous caller waits for the deadline plus this
+RESERVE_LOCK_WAIT_SECONDS = 2.0  # longest wait for the user's row lock (capped below DB_STATEMENT_TIMEOUT)
+LOCK_NOT_AVAILABLE = "55P03"     # PostgreSQL's SQLSTATE for lock_timeout
+RESERVE_LOCK_CLASS = 0x50524F42  # "PROB": the advisory lock space of reservations, keyed (class, user id)
 
 _slots_lock = threading.Lock()
 _slots = {"running": 0}
@@ -74,25 +78,52 @@ def _covers(usage, needed):
     return all(left is None or left >= needed for left in (usage.day_remaining, usage.month_remaining))
 
 
+def _lock_reservations(session, user, now, needed):
+    """Take this user's reservation lock; past RESERVE_LOCK_WAIT_SECONDS, 429 (never a 503).
+
+    PostgreSQL: a transaction-scoped advisory lock keyed on the user, waited for under
+    ``lock_timeout``. It is ONE lock wait in a first-come queue, so ``lock_timeout`` bounds the
+    whole wait (a row lock would not do: each holder's commit starts a new wait on the row's
+    next version, and only the statement timeout - a 503 - bounded the sum). The bound stays
+    below DB_STATEMENT_TIMEOUT so that it, not the statement timeout, ends a long wait. Then the
+    user's row is written (uncontended among reservations); on SQLite that write takes the
+    database's write lock, which is the serialisation there.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        statement = current_app.config["DB_STATEMENT_TIMEOUT"]
+        wait = min(RESERVE_LOCK_WAIT_SECONDS, 0.8 * statement) if statement > 0 else RESERVE_LOCK_WAIT_SECONDS
+        session.execute(sa.text(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}"))
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(RESERVE_LOCK_CLASS, user.id)))
+    session.execute(sa.update(User).where(User.id == user.id)
+                    .values(last_probe_at=now, probe_job_count=User.probe_job_count + needed))
+
+
+def _is_lock_wait(exc):
+    return getattr(getattr(exc, "orig", None), "pgcode", None) == LOCK_NOT_AVAILABLE
+
+
+def _busy_error():
+    return ApiError(429, "Too many of your probes are being created at this moment; retry in a second",
+                    {"Retry-After": "1"}, code="concurrency_limit")
+
+
 def reserve_jobs(user, probe_type, target, parameters, locations, *, address=None, measurement=None,
                  check_concurrency=True):
     """Check quota (and the per-user cap) and insert one ``queued`` job per location, in one locked transaction.
 
     ``measurement`` (a new Measurement row) is inserted in the same transaction. Returns
     ``(jobs, usage)`` with usage counted after these jobs; raises ApiError(429) with nothing inserted.
+
+    The rows are inserted first and the user's reservation lock is taken last, so it is held for
+    a few short statements (lock, user row, count, commit), not for the inserts: one user's
+    parallel creations queue on it briefly, and a wait past its bound is 429 concurrency_limit.
+    The count runs after the lock is taken, in a fresh snapshot that sees every reservation
+    committed before, plus this one's own rows: exact under concurrency.
     """
     now = utcnow()
     session = db.session
     needed = len(locations)
     try:
-        # The lock: a write to the user's row serialises this user's reservations.
-        session.execute(sa.update(User).where(User.id == user.id)
-                        .values(last_probe_at=now, probe_job_count=User.probe_job_count + needed))
-        usage = usage_for(user, now)
-        if usage.exhausted or not _covers(usage, needed):
-            raise _quota_error(usage, needed)
-        if check_concurrency:
-            _check_concurrency(user, now)
         deadline = job_deadline(probe_type, parameters, current_app.config, now)
         if measurement is not None:
             session.add(measurement)
@@ -105,7 +136,20 @@ def reserve_jobs(user, probe_type, target, parameters, locations, *, address=Non
         session.add_all(jobs)
         session.flush()
         ids = [job.id for job in jobs]
+        _lock_reservations(session, user, now, needed)  # this user's reservations, one at a time
+        usage = usage_for(user, now)  # counts this reservation's own rows too
+        usage.day_used -= needed
+        usage.month_used -= needed
+        if usage.exhausted or not _covers(usage, needed):
+            raise _quota_error(usage, needed)
+        if check_concurrency:
+            _check_concurrency(user, now, exclude=ids)
         session.commit()
+    except sa_exc.OperationalError as exc:
+        session.rollback()
+        if _is_lock_wait(exc):
+            raise _busy_error() from None
+        raise
     except BaseException:
         session.rollback()
         raise
@@ -130,20 +174,21 @@ def concurrency_cap(user):
     return current_app.config["TIER_CONCURRENT_PROBES"].get(user.subscription_tier, 1)
 
 
-def running_probes(user, now=None):
-    """The user's synchronous probes in flight now, as the per-user cap counts them."""
+def running_probes(user, now=None, exclude=()):
+    """The user's synchronous probes in flight now, as the per-user cap counts them (not ``exclude``: job ids)."""
     # Overdue rows are not probes in flight (a killed worker's, not yet swept): they don't count;
     # nor do a measurement's results, which queue rather than hold a caller.
-    return db.session.scalar(
-        sa.select(sa.func.count()).select_from(ProbeJob)
-        .where(ProbeJob.user_id == user.id, ProbeJob.status.in_(JOB_ACTIVE), ProbeJob.deadline_at > (now or utcnow()),
-               ProbeJob.measurement_id.is_(None))
-    )
+    query = (sa.select(sa.func.count()).select_from(ProbeJob)
+             .where(ProbeJob.user_id == user.id, ProbeJob.status.in_(JOB_ACTIVE),
+                    ProbeJob.deadline_at > (now or utcnow()), ProbeJob.measurement_id.is_(None)))
+    if exclude:
+        query = query.where(ProbeJob.id.not_in(list(exclude)))
+    return db.session.scalar(query)
 
 
-def _check_concurrency(user, now):
+def _check_concurrency(user, now, exclude=()):
     cap = concurrency_cap(user)
-    running = running_probes(user, now)
+    running = running_probes(user, now, exclude)
     if running >= cap:
         raise ApiError(429, f"You already have {running} probes running, the most your "
                             f"{user.subscription_tier} tier allows at once; retry when one finishes",

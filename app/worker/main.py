@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from app.agent import protocol
 from app.agent.celery_app import make_celery
+from app.utils.group_commit import GroupWriter
 from app.worker.notify import ResultNotifier
 
 log = logging.getLogger("probeops.worker")
@@ -18,7 +19,8 @@ STORE_MAX_RETRIES = 120     # ...this many times (past every job's deadline: the
 
 
 def build(flask_app):
-    """The central worker's Celery app with `probeops.store_result` and `probeops.mark_started`."""
+    """The central worker's Celery app: `probeops.store_reports` (and, for older agents,
+    `probeops.store_result` and `probeops.mark_started`), written in batches (app.utils.group_commit)."""
     from app.services import job_store
 
     config = flask_app.config
@@ -26,32 +28,47 @@ def build(flask_app):
                          concurrency=config["CENTRAL_WORKER_CONCURRENCY"])
     notifier = ResultNotifier(config["CELERY_BROKER_URL"])
 
-    def write(task, action):
+    def write_batch(reports):
         with flask_app.app_context():
-            try:
-                return action()
-            except Exception as exc:
-                if job_store.is_transient(exc):
-                    raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=STORE_MAX_RETRIES) from exc
-                raise
+            return job_store.store_many(reports)
+
+    def published(reports, _written):
+        ended = [r["job_id"] for r in reports if r.get("outcome") is not None]
+        if ended:
+            notifier.stored(*ended)
+
+    writer = GroupWriter(write_batch, after=published, is_transient=job_store.is_transient, max_batch=256,
+                         name="probeops-store")
+
+    def write(task, reports):
+        try:
+            return writer.write(reports)
+        except Exception as exc:
+            if job_store.is_transient(exc):
+                raise task.retry(countdown=STORE_RETRY_SECONDS, max_retries=STORE_MAX_RETRIES) from exc
+            raise
+
+    def started(epoch):
+        return datetime.fromtimestamp(float(epoch), UTC) if epoch is not None else None
+
+    @celery.task(name=protocol.STORE_REPORTS, bind=True, acks_late=True)
+    def store_reports(self, location, reports):
+        """An agent's reports, coalesced: results (with when they started) and "started" notices
+        (queued -> running). Acknowledged once all are written; written again, they change nothing."""
+        write(self, [{"job_id": int(r["job_id"]), "outcome": r.get("outcome"), "location": location,
+                      "started_at": started(r.get("started"))} for r in reports])
 
     @celery.task(name=protocol.STORE_RESULT, bind=True, acks_late=True)
     def store_result(self, job_id, outcome, location, started_epoch=None):
-        """Write an agent's outcome on its job row (marked running first when it still is queued:
-        a short probe sends no separate notice), then tell the waiting API processes."""
-        def store():
-            if started_epoch is not None:
-                job_store.mark_started(job_id, datetime.fromtimestamp(float(started_epoch), UTC), location)
-            return job_store.store_outcome(job_id, outcome, location)
-
-        write(self, store)
-        notifier.stored(job_id)
+        """One result (agents before store_reports): as a report of its own."""
+        write(self, [{"job_id": job_id, "outcome": outcome, "location": location,
+                      "started_at": started(started_epoch)}])
 
     @celery.task(name=protocol.MARK_STARTED, bind=True, acks_late=True)
     def mark_started(self, job_id, started_epoch, location):
-        """queued -> running, with when and where it started."""
-        started_at = datetime.fromtimestamp(float(started_epoch), UTC)
-        write(self, lambda: job_store.mark_started(job_id, started_at, location))
+        """queued -> running (agents before store_reports)."""
+        write(self, [{"job_id": job_id, "outcome": None, "location": location,
+                      "started_at": started(started_epoch)}])
 
     return celery
 

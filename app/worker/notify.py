@@ -10,14 +10,18 @@ log = logging.getLogger("probeops.worker")
 
 
 class ResultNotifier:
-    """Publishes stored job ids on RESULTS_CHANNEL; a lost notice only delays a waiter's poll."""
+    """Publishes stored job ids on RESULTS_CHANNEL, a batch per notice ("12,13,20").
+
+    A lost notice only delays a waiter's poll.
+    """
 
     def __init__(self, broker_url):
         self.client = redis_client(broker_url, timeout=2.0)
 
-    def stored(self, job_id):
-        """Publish that `job_id` has ended (never raises)."""
+    def stored(self, *job_ids):
+        """Publish that these jobs have ended, in one notice "12,13,20" (never raises)."""
         try:
-            self.client.publish(RESULTS_CHANNEL, str(job_id))
+            self.client.publish(RESULTS_CHANNEL, ",".join(str(job_id) for job_id in job_ids))
         except redis.RedisError as exc:
-            log.warning("job %s stored; the notice was not published (%s)", job_id, type(exc).__name__)
+            log.warning("jobs %s stored; the notice was not published (%s)",
+                        ",".join(map(str, job_ids[:10])), type(exc).__name__)

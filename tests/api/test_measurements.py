@@ -364,3 +364,50 @@ def test_created_in_one_gunicorn_worker_polled_in_another(tmp_path, database, re
         assert [name for name, _ in events] == ["result", "result", "finished"]
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_one_user_creating_50_measurements_at_once_is_never_503(tmp_path, postgres, redis_server):
+    """Fifty creations by ONE user at the same moment, over 50 connections to 5 Gunicorn workers on
+    PostgreSQL: they queue on the user's row for the quota reservation. Each is created (202) or,
+    past the lock's bound, told to retry (429 concurrency_limit, Retry-After) - never 503, the
+    database is healthy. The statement timeout is short here (0.5 s) so that the queue is longer
+    than it (before, the waiting creations were cancelled by it: 503). The quota stays exact."""
+    import concurrent.futures
+
+    import requests
+
+    from tests.e2e.test_start_sh import register_and_login
+    from tests.support.gunicorn import StartedServer
+
+    env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "5", "THREADS": "16",
+           "DATABASE_URL": postgres.create_database("probeops_meas_burst"), "DB_STATEMENT_TIMEOUT": "0.5",
+           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.2", "RATELIMIT_DEFAULT": "1000 per minute"}
+    srv = StartedServer(env, tmp_path).start()
+    try:
+        headers = register_and_login(srv.url, name="burst")
+        barrier = threading.Barrier(50)
+
+        def create_one(_):
+            with requests.Session() as session:
+                session.get(f"{srv.url}/health", timeout=10)  # connected before the barrier
+                barrier.wait()
+                response = session.post(f"{srv.url}/api/measurements", headers=headers, timeout=30,
+                                        json={**PING, "options": {"count": 1},
+                                              "locations": [{"name": "local"}] * 2, "limit": 2})
+                return response.status_code, response.json().get("code"), response.headers.get("Retry-After")
+
+        with concurrent.futures.ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(create_one, range(50)))
+        assert not [a for a in answers if a[0] >= 500], (answers, srv.output()[-3000:])
+        assert all(status == 202 or ((status, code) == (429, "concurrency_limit") and retry)
+                   for status, code, retry in answers), answers
+        created = sum(1 for status, _code, _retry in answers if status == 202)
+        assert created >= 1
+        usage = requests.get(f"{srv.url}/api/users/me/usage", headers=headers, timeout=10).json()
+        assert usage["quota"]["day"]["used"] == 2 * created, usage  # exactly the created ones' results
+        listed = requests.get(f"{srv.url}/api/measurements?limit=100", headers=headers, timeout=10).json()
+        assert listed["pagination"]["total"] == created
+        assert "unavailable" not in srv.output()  # no database outage logged either
+    finally:
+        srv.stop()
