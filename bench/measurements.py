@@ -30,6 +30,7 @@ from urllib.parse import urljoin
 import requests
 import sqlalchemy as sa
 
+from app.services.celery_dispatch import LOCATIONS_CACHE_SECONDS
 from tests.support.gunicorn import ROOT
 
 AGENT_TAG = "bench"
@@ -118,6 +119,9 @@ class Fleet:
             self.check_alive()
             body = requests.get(f"{self.api.url}/api/locations", headers=self.headers, timeout=10).json()
             if names <= {loc["name"] for loc in body.get("locations", [])}:
+                # Each API worker keeps its list of online agents for a second: another worker
+                # may still hold a list read before the agents came up (a 400 no_matching_location).
+                time.sleep(LOCATIONS_CACHE_SECONDS + 0.2)
                 return
             time.sleep(0.5)
         raise RuntimeError(f"agents not online after {timeout}s")
