@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from app.auth.api_keys import LEGACY_PREFIX, hash_key, looks_like_key
 from app.db.models import ApiKey
-from app.extensions import db
 from app.utils.clock import utcnow
+from tests.support.sql import recorded_statements
 
 
 def create(client, headers, **body):
@@ -140,17 +140,8 @@ def test_rotation_is_jwt_only_and_own_keys_only(client, user, make_user, auth_he
 @pytest.fixture
 def statements(app):
     """Every SQL statement the app runs, on each of its engines."""
-    seen = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    engines = list(db.engines.values())
-    for engine in engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    for engine in engines:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    with recorded_statements() as seen:
+        yield seen
 
 
 def _flip(char):

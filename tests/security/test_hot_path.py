@@ -12,6 +12,7 @@ import redis
 import sqlalchemy as sa
 
 from tests.conftest import PASSWORD
+from tests.support.sql import recorded_statements
 
 IDENTITY_TABLES = ("api_keys", "refresh_tokens", "users")
 INSIDE_THE_SCRIPT = {"incrby", "expire", "ttl"}  # commandstats counts a script's own calls too
@@ -27,21 +28,14 @@ def _key_headers(client, username="alice"):
 
 
 @pytest.fixture
-def identifying_statements(app_on_redis):
-    from app.extensions import db
+def statements(app_on_redis):
+    with recorded_statements() as seen:
+        yield seen
 
-    seen = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if any(table in statement for table in IDENTITY_TABLES) and "probe_jobs" not in statement:
-            seen.append(statement)
-
-    engines = list(db.engines.values())
-    for engine in engines:
-        sa.event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    for engine in engines:
-        sa.event.remove(engine, "before_cursor_execute", record)
+def _identifying(statements):
+    """The statements that read who the caller is (users, keys, sessions)."""
+    return [s for s in statements if any(table in s for table in IDENTITY_TABLES) and "probe_jobs" not in s]
 
 
 def _warm(client, headers, statements):
@@ -52,7 +46,7 @@ def _warm(client, headers, statements):
         statements.clear()
         answer = client.get("/api/users/me", headers=headers)
         assert answer.status_code == 200, answer.get_json()
-        if not statements:
+        if not _identifying(statements):
             return answer
         time.sleep(0.05)
     raise AssertionError("every request read the identity from the database")
@@ -64,16 +58,16 @@ def _commands(server):
 
 
 def test_a_warm_request_is_one_redis_command_and_no_identity_statement(app_on_redis, redis_server,
-                                                                         identifying_statements):
+                                                                         statements):
     client = app_on_redis.test_client()
     headers, _ = _key_headers(client)
-    first = _warm(client, headers, identifying_statements)
+    first = _warm(client, headers, statements)
     before = _commands(redis_server)
     answers = [client.get("/api/users/me", headers=headers) for _ in range(10)]
     after = _commands(redis_server)
 
     assert [a.status_code for a in answers] == [200] * 10
-    assert identifying_statements == []
+    assert _identifying(statements) == []
     used = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
     round_trips = {name: calls for name, calls in used.items() if name not in INSIDE_THE_SCRIPT}
     assert round_trips == {"evalsha": 10}, used  # one Lua call per request: nothing else
@@ -83,7 +77,7 @@ def test_a_warm_request_is_one_redis_command_and_no_identity_statement(app_on_re
 
 
 def test_a_change_announced_by_another_worker_empties_the_cache_at_once(app_on_redis, redis_server,
-                                                                       identifying_statements):
+                                                                       statements):
     """The key is switched off behind this process's back (as another worker's commit would), so
     only the message on the channel can tell this process; its cache would otherwise keep the
     row for AUTH_CACHE_SECONDS."""
@@ -93,7 +87,7 @@ def test_a_change_announced_by_another_worker_empties_the_cache_at_once(app_on_r
     app_on_redis.config["AUTH_CACHE_SECONDS"] = cache.MAX_AGE_SECONDS
     client = app_on_redis.test_client()
     headers, key_id = _key_headers(client)
-    _warm(client, headers, identifying_statements)
+    _warm(client, headers, statements)
     cache.clear()
     assert client.get("/api/users/me", headers=headers).status_code == 200  # read now: the entry is fresh
     read_at = time.monotonic()
