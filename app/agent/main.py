@@ -27,6 +27,45 @@ log = logging.getLogger("probeops.agent")
 STARTED_NOTICE_SECONDS = 0.2  # a probe running longer than this is reported `running` before it ends
 REPORT_RETRY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 REPORTS_PER_MESSAGE = 64      # at most this many reports in one probeops.store_reports message
+# At most one report message per this many seconds: a report alone still leaves at once, but the
+# results of a burst (50 pings ending within a second) travel a few dozen at a time, which is
+# what the central worker's cost follows (one message, one transaction).
+REPORTS_MIN_INTERVAL = 0.05
+
+
+class StartedNotices:
+    """The "started" notices: one thread, every half STARTED_NOTICE_SECONDS, hands in the notices of
+    the probes that have run that long, as one batch (a probe that ends sooner needs none; its
+    result carries when it started)."""
+
+    def __init__(self, sender):
+        self.sender = sender
+        self.lock = threading.Lock()
+        self.running = {}  # job_id -> started (epoch seconds), until noticed or ended
+        self.thread = None
+
+    def started(self, job_id, started):
+        with self.lock:
+            self.running[job_id] = started
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="probeops-notices", daemon=True)
+                self.thread.start()
+
+    def ended(self, job_id):
+        with self.lock:
+            self.running.pop(job_id, None)
+
+    def _run(self):
+        while True:
+            time.sleep(STARTED_NOTICE_SECONDS / 2)
+            due = time.time() - STARTED_NOTICE_SECONDS
+            with self.lock:
+                notices = [{"job_id": job_id, "outcome": None, "started": started}
+                           for job_id, started in self.running.items() if started <= due]
+                for notice in notices:
+                    del self.running[notice["job_id"]]
+            if notices:
+                self.sender.write(notices, wait=False)
 
 
 def build(settings):
@@ -38,12 +77,12 @@ def build(settings):
     def send(reports):
         """One `probeops.store_reports` message for every report waiting (results and notices)."""
         celery.send_task(protocol.STORE_REPORTS, args=[settings.name, reports], queue=protocol.CENTRAL_QUEUE,
-                         retry=True, retry_policy=REPORT_RETRY)
+                         retry=True, retry_policy=REPORT_RETRY, argsrepr=f"({settings.name!r}, {len(reports)} reports)")
         return [True] * len(reports)
 
-    # Probes that end (or pass STARTED_NOTICE_SECONDS) at the same moment share a message: 50 pings
-    # ending together are a few messages for the central worker, not 100.
-    sender = GroupWriter(send, max_batch=REPORTS_PER_MESSAGE, name="probeops-reports")
+    sender = GroupWriter(send, max_batch=REPORTS_PER_MESSAGE, min_interval=REPORTS_MIN_INTERVAL,
+                         name="probeops-reports")
+    notices = StartedNotices(sender)
 
     @celery.task(name=protocol.RUN_PROBE, acks_late=True, reject_on_worker_lost=True)
     def run_probe(job_id, spec_dict):
@@ -53,17 +92,11 @@ def build(settings):
             log.warning("job %s: its deadline passed before it reached this agent; not run", job_id)
             return
         started = time.time()
-        # "started" goes only for a probe still running after a moment; the result carries when
-        # it started anyway (the central worker marks it running first if needed).
-        notice = threading.Timer(STARTED_NOTICE_SECONDS, sender.write,
-                                 args=([{"job_id": job_id, "outcome": None, "started": started}],),
-                                 kwargs={"wait": False})
-        notice.daemon = True
-        notice.start()
+        notices.started(job_id, started)
         try:
             outcome = run_spec(spec, policy)
         finally:
-            notice.cancel()
+            notices.ended(job_id)
         # returns once the message carrying it is published: the probe's own message is
         # acknowledged (acks_late) only after its result is on its way
         sender.write([{"job_id": job_id, "outcome": outcome, "started": started}])

@@ -1,6 +1,7 @@
 """The dispatcher for agents: probes go through Celery (Redis) to the agents online.
 
-- `submit` publishes `probeops.run_probe(job_id, spec)` on the location's queue, bounded by
+- `submit_all` publishes `probeops.run_probe(job_id, spec)` on each location's queue, all of a
+  measurement in one round trip (kombu's publish batch: one Redis pipeline), bounded by
   BROKER_TIMEOUT: a broker that is down is a 503 `service_unavailable` at once, and the next
   call tries again (no restart needed).
 - `locations` reads the agents' heartbeats (`probeops:agent:*`), cached for a second.
@@ -118,14 +119,25 @@ class CeleryDispatcher:
 
     # -- the interface
     def submit(self, job_id, spec, location):
-        """Queue `spec` for the agent `location`; ApiError 503 within BROKER_TIMEOUT if the broker is down."""
+        """Queue `spec` for the agent `location` (see `submit_all`)."""
+        self.submit_all([(job_id, spec, location)])
+
+    def submit_all(self, jobs):
+        """Queue each `(job_id, spec, location)` in one round trip; ApiError 503 within BROKER_TIMEOUT
+        if the broker is down, and then none was queued as far as the broker answered (a message
+        that got through anyway finds its job row gone, and is dropped)."""
         self._resources()
-        expires = datetime.fromtimestamp(spec.deadline, UTC)
         try:
-            self._celery.send_task(protocol.RUN_PROBE, args=[job_id, spec.to_dict()],
-                                   queue=protocol.location_queue(location), retry=False, expires=expires)
+            with self._celery.producer_or_acquire() as producer, producer.batch():
+                for job_id, spec, location in jobs:
+                    # argsrepr: Celery's own repr of the arguments costs more than the publish
+                    self._celery.send_task(protocol.RUN_PROBE, args=[job_id, spec.to_dict()],
+                                           queue=protocol.location_queue(location), retry=False,
+                                           expires=datetime.fromtimestamp(spec.deadline, UTC), producer=producer,
+                                           argsrepr=f"({job_id}, {spec.type!r})", kwargsrepr="{}")
         except (OperationalError, KombuError, redis.RedisError, OSError) as exc:
-            log.warning("broker unavailable for job %s (%s)", job_id, type(exc).__name__)
+            log.warning("broker unavailable for jobs %s (%s)", ",".join(str(job[0]) for job in jobs[:10]),
+                        type(exc).__name__)
             raise broker_unavailable() from None
 
     def locations(self):

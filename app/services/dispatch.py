@@ -1,7 +1,8 @@
 """Where probes run: ``get_dispatcher()`` picks embedded (no broker) or Celery (CELERY_BROKER_URL set).
 
-The interface both implement: ``submit(job_id, spec, location)``, ``locations()``,
-``default_location()`` and ``wait(job_id, timeout)``.
+The interface both implement: ``submit(job_id, spec, location)``, ``submit_all([(job_id, spec,
+location), ...])`` (all of them or none), ``locations()``, ``default_location()`` and
+``wait(job_id, timeout)``.
 
 The ``EmbeddedDispatcher`` runs probes in a bounded thread pool inside each Gunicorn worker, as
 the single location ``local``: ``run_spec`` then ``store_outcome`` (with the outage handling of
@@ -75,15 +76,22 @@ class EmbeddedDispatcher:
 
     # -- the interface
     def submit(self, job_id, spec, location=LOCAL):
-        """Run ``spec`` for job ``job_id`` in this worker's pool; 503 server_busy when it is full."""
+        """Run ``spec`` for job ``job_id`` in this worker's pool (see ``submit_all``)."""
+        self.submit_all([(job_id, spec, location)])
+
+    def submit_all(self, jobs):
+        """Run each ``(job_id, spec, location)`` in this worker's pool: all of them, or 503
+        server_busy and none when the pool has not room for all."""
         self._state()
         with self._lock:
-            if self._in_flight >= self.size:
+            if self._in_flight + len(jobs) > self.size:
                 raise ApiError(503, "The server is running as many probes as it can; retry shortly",
                                {"Retry-After": "5"}, code="server_busy")
-            self._in_flight += 1
-            self._events[job_id] = threading.Event()
-        self._pool.submit(self._run, job_id, spec)
+            self._in_flight += len(jobs)
+            for job_id, _spec, _location in jobs:
+                self._events[job_id] = threading.Event()
+        for job_id, spec, _location in jobs:
+            self._pool.submit(self._run, job_id, spec)
 
     def locations(self):
         """The one LOCATION of the embedded mode."""

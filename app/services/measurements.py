@@ -142,18 +142,12 @@ def create(user, body):
 
 
 def _submit_all(dispatcher, jobs, options):
-    """Submit every job; if the first cannot be, nothing started: the rows go and the error is raised."""
-    for index, job in enumerate(jobs):
-        try:
-            dispatcher.submit(job.id, spec_for(job, options), job.location)
-        except ApiError:
-            if index == 0:
-                _discard(jobs)
-                raise
-            for rest in jobs[index:]:  # some are running already: the rest end now, not later
-                job_store.store_outcome(rest.id, {"status": "failed", "success": False, "code": "service_unavailable",
-                                                  "result": "The probe could not be dispatched"})
-            return
+    """Submit every job at once; if they cannot be, nothing started: the rows go and the error is raised."""
+    try:
+        dispatcher.submit_all([(job.id, spec_for(job, options), job.location) for job in jobs])
+    except ApiError:
+        _discard(jobs)
+        raise
 
 
 def _discard(jobs):

@@ -9,7 +9,9 @@ Used twice on the way of a result (no Flask here: the agent imports it):
 
 One writer thread takes everything waiting and hands it to ``write_batch``; while it works, the
 next items gather. Alone, an item goes out at once (no timer, no added latency); under load a
-batch carries whatever arrived meanwhile. ``write(items)`` returns once its items are written
+batch carries whatever arrived meanwhile. With ``min_interval``, batches also leave at most that
+often: an item alone still goes at once, but in a burst the items of the next moment travel
+together (fewer, larger batches for the same work). ``write(items)`` returns once its items are written
 (their results, in order) or raises what writing them raised, so a caller that acknowledges a
 message afterwards (``acks_late``) still acknowledges only what is written. A batch that fails
 transiently fails every caller in it (each retries as it would alone); any other failure is
@@ -18,6 +20,7 @@ retried caller by caller, so one bad item never holds back the others.
 import logging
 import queue
 import threading
+import time
 
 log = logging.getLogger("probeops")
 
@@ -36,11 +39,12 @@ class GroupWriter:
     """``write(items)`` from any thread; ``write_batch(items) -> results`` runs in one writer thread."""
 
     def __init__(self, write_batch, *, after=None, is_transient=lambda exc: False, max_batch=64,
-                 name="probeops-group-writer"):
+                 min_interval=0.0, name="probeops-group-writer"):
         self._write_batch = write_batch   # list of items -> list of results (same length)
         self._after = after               # (items, results) after a successful batch (never raises)
         self._is_transient = is_transient
         self._max_batch = max_batch
+        self._min_interval = min_interval  # seconds from one batch's start to the next one's
         self._name = name
         self._queue = queue.SimpleQueue()
         self._start_lock = threading.Lock()
@@ -70,8 +74,13 @@ class GroupWriter:
                 self._thread.start()
 
     def _run(self):
+        last_start = float("-inf")
         while True:
             batch = [self._queue.get()]
+            pause = last_start + self._min_interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # what arrives meanwhile joins this batch
+            last_start = time.monotonic()
             size = len(batch[0].items)
             while size < self._max_batch:
                 try:

@@ -150,6 +150,10 @@ def test_redis_stopped_is_503_within_a_second_and_works_again_when_it_is_back(lo
             assert response.status_code == 503, response.get_json()
             assert response.get_json()["code"] == "service_unavailable"
             assert elapsed < 1.0, elapsed
+        # nothing was started, so nothing is left: no measurement, no job, no quota used
+        listed = client.get("/api/measurements", headers=headers).get_json()
+        assert listed["pagination"]["total"] == 0, listed
+        assert client.get("/api/probes/history", headers=headers).get_json()["pagination"]["total"] == 0
     finally:
         loop_broker.start()  # same port, empty: the agents announce and declare their queues again
     loop_stack.wait_online(app, ["alpha"], seconds=60)
