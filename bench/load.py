@@ -2,13 +2,17 @@
 
     python -m bench.load --url http://127.0.0.1:5000/api/users/me --requests 2000 --concurrency 8 \
         --header 'X-API-Key: probeops.…' [--method POST --body '{"host": "…"}'] [--duration 10]
+        [--start-at EPOCH | --start-on-stdin] [--interval 0.01]
 
-Each thread keeps one HTTP/1.1 connection alive. Prints one JSON line: requests, errors,
+Each thread keeps one HTTP/1.1 connection alive. With --start-at or --start-on-stdin the threads
+connect first and begin together at that moment (or when a line arrives on stdin): a process
+started ahead of a burst fires with it, its own start-up out of the way. Prints one JSON line: requests, errors,
 status counts, seconds, rps and latency percentiles in ms.
 """
 import argparse
 import http.client
 import json
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -21,12 +25,13 @@ def percentile(sorted_values, fraction):
     return sorted_values[index]
 
 
-def run(url, requests_total, concurrency, headers, method="GET", body=None, duration=None, timeout=120.0):
+def run(url, requests_total, concurrency, headers, method="GET", body=None, duration=None, timeout=120.0,
+        start_at=None, start_on_stdin=False, interval=None):
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     lock = threading.Lock()
-    state = {"left": requests_total, "latencies": [], "statuses": {}, "errors": 0}
-    deadline = time.monotonic() + duration if duration else None
+    state = {"left": requests_total, "latencies": [], "statuses": {}, "errors": 0, "deadline": None}
+    go = threading.Event()
     payload = body.encode() if body else None
     send_headers = dict(headers)
     if payload is not None:
@@ -34,8 +39,8 @@ def run(url, requests_total, concurrency, headers, method="GET", body=None, dura
 
     def take():
         with lock:
-            if deadline is not None:
-                return time.monotonic() < deadline
+            if state["deadline"] is not None:
+                return time.monotonic() < state["deadline"]
             if state["left"] <= 0:
                 return False
             state["left"] -= 1
@@ -43,7 +48,17 @@ def run(url, requests_total, concurrency, headers, method="GET", body=None, dura
 
     def worker():
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        if start_at or start_on_stdin:
+            try:
+                conn.connect()
+            except OSError:
+                pass  # the first request connects again (and counts the error if that fails too)
+        go.wait()
+        next_at = time.monotonic()
         while take():
+            if interval:  # paced like a monitor: one request every `interval` seconds, not back to back
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + interval, time.monotonic())
             started = time.perf_counter()
             try:
                 conn.request(method, path, body=payload, headers=send_headers)
@@ -66,9 +81,16 @@ def run(url, requests_total, concurrency, headers, method="GET", body=None, dura
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
+    if start_at:
+        time.sleep(max(0.0, start_at - time.time()))
+    elif start_on_stdin:
+        sys.stdin.readline()
+    started = time.perf_counter()
+    if duration:
+        state["deadline"] = time.monotonic() + duration
+    go.set()
     for thread in threads:
         thread.join()
     seconds = time.perf_counter() - started
@@ -90,9 +112,17 @@ def main():
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", default=None)
     parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--start-at", type=float, default=None,
+                        help="epoch seconds: connect, then wait for this moment before the first request")
+    parser.add_argument("--start-on-stdin", action="store_true",
+                        help="connect, then wait for a line on stdin before the first request")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between one connection's requests (a monitor's pace); default: back to back")
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
-    result = run(args.url, args.requests, args.concurrency, headers, args.method, args.body, args.duration)
+    result = run(args.url, args.requests, args.concurrency, headers, args.method, args.body, args.duration,
+                 start_at=args.start_at, start_on_stdin=args.start_on_stdin,
+                 interval=args.interval)
     result["statuses"] = {str(k): v for k, v in result["statuses"].items()}
     print(json.dumps(result))
 

@@ -9,9 +9,11 @@ agent``, one process each, ``AGENT_NAME`` bench-01…, tag ``bench``), all in th
 the lab, probing only the lab's target. The embedded API the other figures use is the baseline of
 the synchronous ping. Three figures, each against a baseline of the same run:
 
-- results in flight: N measurements x N locations posted at once, wall time (first measurement
-  created -> last result stored, the rows' own timestamps) against one measurement alone; and
-  ``/api/health`` p99 meanwhile against idle;
+- results in flight: N measurements x N locations posted at once (client processes started
+  ahead, firing together), wall time (first measurement created -> last result stored, the
+  rows' own timestamps) against one measurement alone; and ``/api/health`` p99, asked at a
+  monitor's pace, while those results are in flight (from the last POST's answer on) against
+  idle; the p99 while the POSTs themselves are answered is shown beside it, without a target;
 - dispatch overhead: POST -> first result seen by the client (GET every few ms), against the same
   ping run directly here by the engine (``run_spec``), the probe's own duration;
 - a synchronous ping through an agent against the same ping on the embedded API.
@@ -34,8 +36,18 @@ from app.services.celery_dispatch import LOCATIONS_CACHE_SECONDS
 from tests.support.gunicorn import ROOT
 
 AGENT_TAG = "bench"
-POLL_SECONDS = 0.02      # the bench's read of the measurement rows while waiting
+# The bench's own work while a burst runs shares the 2 cores with what it measures: it reads the
+# rows (the figure comes from their timestamps, not from when the bench notices) and the processes'
+# CPU (walking /proc: milliseconds each time) no more often than this.
+POLL_SECONDS = 0.05
+CPU_SAMPLE_SECONDS = 0.5
 CLIENT_POLL_SECONDS = 0.005  # the client's GET while waiting for a first result
+# /api/health is asked like a monitor asks it: each of 4 connections every 10 ms (400 requests a
+# second, ~650 samples in the window), the same pace idle and busy. Back to back, the health
+# clients would take as much of the 2 cores as they could get and slow the burst they measure.
+HEALTH_INTERVAL = 0.01
+CLIENTS_READY_SECONDS = 1.5  # the burst's client processes start, connect, then fire together after this
+CREATING_HEALTH_SECONDS = 0.5  # the health load while the burst's POSTs are answered
 
 
 @dataclass
@@ -192,9 +204,14 @@ def measurement_body(target, count, limit):
             "limit": limit}
 
 
-def load_argv(url, requests_total, concurrency, headers=None, method="GET", body=None, duration=None):
+def load_argv(url, requests_total, concurrency, headers=None, method="GET", body=None, duration=None,
+              start_at=None, interval=None):
     argv = [sys.executable, "-m", "bench.load", "--url", url, "--requests", str(requests_total),
             "--concurrency", str(concurrency), "--method", method]
+    if start_at:
+        argv += ["--start-at", repr(start_at)]
+    if interval:
+        argv += ["--interval", repr(interval)]
     if duration:
         argv += ["--duration", str(duration)]
     if body is not None:
@@ -204,8 +221,10 @@ def load_argv(url, requests_total, concurrency, headers=None, method="GET", body
     return argv
 
 
-def spawn_load(*args, **kwargs):
-    return subprocess.Popen(load_argv(*args, **kwargs), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+def spawn_load(*args, start_on_stdin=False, **kwargs):
+    argv = load_argv(*args, **kwargs) + (["--start-on-stdin"] if start_on_stdin else [])
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE if start_on_stdin else None)
 
 
 def finish_load(proc, timeout=600):
@@ -225,13 +244,14 @@ def check_posts(posts):
                                f"({proc.result['errors']} connection errors) for {expected}")
 
 
-def post_measurements(url, users, how_many, body):
-    """``how_many`` POSTs at once, spread over ``users`` (headers), one bench/load.py process each."""
+def post_measurements(url, users, how_many, body, start_at=None):
+    """``how_many`` POSTs at once, spread over ``users`` (headers), one bench/load.py process each
+    (``start_at``: all of them fire at that moment, not as each process gets going)."""
     posts = []
     for index, headers in enumerate(users):
         share = how_many // len(users) + (1 if index < how_many % len(users) else 0)
         if share:
-            posts.append((spawn_load(url, share, share, headers, "POST", body), share))
+            posts.append((spawn_load(url, share, share, headers, "POST", body, start_at=start_at), share))
     return posts
 
 
@@ -241,7 +261,7 @@ def end_posts(posts):
     check_posts(posts)
 
 
-def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False):
+def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False, on_posts_done=None):
     """Poll the rows until ``expected`` measurements made after the user's first ``before`` have finished.
 
     Returns (wall seconds from the first one created to the last result stored, peak results
@@ -249,6 +269,7 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
     """
     deadline = time.monotonic() + timeout
     peak = 0
+    cpu_sampled = time.monotonic()
     query = sa.text("""
         WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = ANY(:u)
                    ORDER BY created_at DESC LIMIT :n)
@@ -261,8 +282,12 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
             made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
         peak = max(peak, running)
         check_posts(posts)
-        if sample_cpu:
+        if on_posts_done is not None and all(proc.poll() is not None for proc, _ in posts):
+            on_posts_done()
+            on_posts_done = None
+        if sample_cpu and time.monotonic() - cpu_sampled >= CPU_SAMPLE_SECONDS:
             fleet.cpu_seconds()
+            cpu_sampled = time.monotonic()
         if made >= before + expected and finished == expected:
             break
         if time.monotonic() > deadline:
@@ -309,26 +334,43 @@ def run_measurements(fleet, how_many, timeout=300):
 
 # -- the figures ------------------------------------------------------------------------------------------
 def fig_in_flight(fleet):
-    """Wall time of N x N results at once vs one measurement alone; /api/health p99 meanwhile vs idle."""
+    """Wall time of N x N results at once vs one measurement alone; /api/health p99 meanwhile vs idle.
+
+    Two health loads run in the burst: one while the measurements are being created (the API
+    busy with the POSTs: shown, no target), one started once every POST has answered, that is
+    while the results are in flight and nothing else asks the API (the issue's target).
+    """
     from bench.run import Figure, ratio_figure
 
     sizes, api = fleet.sizes, fleet.api
     run_measurements(fleet, 1)  # warm-up: connections to the broker and the database in every process
     alone = statistics.median(run_measurements(fleet, 1)[0] for _ in range(sizes.alone_runs))
     health = f"{api.url}/api/health"
-    window = max(0.5, 0.8 * alone)  # inside the busy period, which lasts at least as long as one alone
+    window = max(0.5, 0.8 * alone)  # inside the in-flight period, which lasts at least as long as one alone
     finish_load(spawn_load(health, 100, 4))
-    idle = finish_load(spawn_load(health, 0, 4, duration=window))
+    idle = finish_load(spawn_load(health, 0, 4, duration=window, interval=HEALTH_INTERVAL))
     before = measurements_made(fleet)
     body = measurement_body(fleet.bench.lab.target, sizes.ping_count, sizes.agents)
+    # the clients start first (a Python process each) and all fire at one moment
+    start_at = time.time() + CLIENTS_READY_SECONDS
     posts = post_measurements(f"{api.url}/api/measurements", [h for _, h in fleet.burst_users],
-                              sizes.measurements, body)
-    busy_proc = spawn_load(health, 0, 4, duration=window)
+                              sizes.measurements, body, start_at)
+    creating_proc = spawn_load(health, 0, 4, duration=CREATING_HEALTH_SECONDS, start_at=start_at,
+                               interval=HEALTH_INTERVAL)
+    in_flight_proc = spawn_load(health, 0, 4, duration=window, start_on_stdin=True, interval=HEALTH_INTERVAL)
     cpu_before = fleet.cpu_seconds()
-    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts, sample_cpu=True)
+
+    def all_created():  # every POST has answered 202: every result is dispatched
+        in_flight_proc.stdin.write("go\n")
+        in_flight_proc.stdin.flush()
+        fleet.in_flight_from = time.monotonic()
+
+    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts, sample_cpu=True,
+                                         on_posts_done=all_created)
     cpu = {role: used - cpu_before[role] for role, used in fleet.cpu_seconds().items()}
-    health_still_running = busy_proc.poll() is None
-    busy = finish_load(busy_proc)
+    health_still_running = in_flight_proc.poll() is None
+    busy = finish_load(in_flight_proc)
+    creating = finish_load(creating_proc)
     end_posts(posts)
     total = sizes.measurements * sizes.agents
     timeline = statuses.pop("timeline")
@@ -342,9 +384,13 @@ def fig_in_flight(fleet):
                           f"peak {peak} running at once; {done}")
     note = "the results ended before the health load did" if health_still_running else ""
     health_fig = ratio_figure(f"GET /api/health p99 while {total} results are in flight", busy["p99_ms"],
-                              idle["p99_ms"], "ms", "<= 2x idle p99", False, 2.0, note)
+                              idle["p99_ms"], "ms", "<= 2x idle p99", False, 2.0,
+                              f"{busy['requests']} requests over {window:.2f} s {note}".rstrip())
+    creating_fig = Figure(f"GET /api/health p99 while those {sizes.measurements} measurements are created",
+                          creating["p99_ms"], idle["p99_ms"], "ms", "-", creating["p99_ms"] / idle["p99_ms"], None,
+                          f"{creating['requests']} requests over the first {CREATING_HEALTH_SECONDS} s")
     assert isinstance(flight, Figure)
-    return [flight, health_fig]
+    return [flight, health_fig, creating_fig]
 
 
 def direct_ping_seconds(lab):
