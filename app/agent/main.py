@@ -27,26 +27,27 @@ log = logging.getLogger("probeops.agent")
 STARTED_NOTICE_SECONDS = 0.2  # a probe running longer than this is reported `running` before it ends
 REPORT_RETRY = {"max_retries": 30, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 REPORTS_PER_MESSAGE = 64      # at most this many reports in one probeops.store_reports message
-# At most one report message per this many seconds: a report alone still leaves at once, but the
-# results of a burst (50 pings ending within a second) travel a few dozen at a time, which is
-# what the central worker's cost follows (one message, one transaction).
+# While other probes still run here, at most one report message per this many seconds: the
+# results of a burst (50 pings ending within a second) travel a few dozen at a time, which is what
+# the central worker's cost follows (one message, one transaction). A result with nothing else
+# running here leaves at once.
 REPORTS_MIN_INTERVAL = 0.05
 
 
-class StartedNotices:
-    """The "started" notices: one thread, every half STARTED_NOTICE_SECONDS, hands in the notices of
-    the probes that have run that long, as one batch (a probe that ends sooner needs none; its
-    result carries when it started)."""
+class RunningProbes:
+    """The probes running here, and their "started" notices: one thread, every half
+    STARTED_NOTICE_SECONDS, hands in the notices of the probes that have run that long, as one
+    batch (a probe that ends sooner needs none; its result carries when it started)."""
 
-    def __init__(self, sender):
-        self.sender = sender
+    def __init__(self):
+        self.sender = None  # the GroupWriter the notices go to (set once built)
         self.lock = threading.Lock()
-        self.running = {}  # job_id -> started (epoch seconds), until noticed or ended
+        self.running = {}  # job_id -> [started (epoch seconds), noticed]
         self.thread = None
 
     def started(self, job_id, started):
         with self.lock:
-            self.running[job_id] = started
+            self.running[job_id] = [started, False]
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="probeops-notices", daemon=True)
                 self.thread.start()
@@ -55,15 +56,20 @@ class StartedNotices:
         with self.lock:
             self.running.pop(job_id, None)
 
+    def report_interval(self):
+        """REPORTS_MIN_INTERVAL while probes still run here, else 0 (send at once)."""
+        return REPORTS_MIN_INTERVAL if self.running else 0.0
+
     def _run(self):
         while True:
             time.sleep(STARTED_NOTICE_SECONDS / 2)
             due = time.time() - STARTED_NOTICE_SECONDS
             with self.lock:
-                notices = [{"job_id": job_id, "outcome": None, "started": started}
-                           for job_id, started in self.running.items() if started <= due]
-                for notice in notices:
-                    del self.running[notice["job_id"]]
+                notices = []
+                for job_id, state in self.running.items():
+                    if not state[1] and state[0] <= due:
+                        state[1] = True
+                        notices.append({"job_id": job_id, "outcome": None, "started": state[0]})
             if notices:
                 self.sender.write(notices, wait=False)
 
@@ -80,9 +86,10 @@ def build(settings):
                          retry=True, retry_policy=REPORT_RETRY, argsrepr=f"({settings.name!r}, {len(reports)} reports)")
         return [True] * len(reports)
 
-    sender = GroupWriter(send, max_batch=REPORTS_PER_MESSAGE, min_interval=REPORTS_MIN_INTERVAL,
+    running = RunningProbes()
+    sender = GroupWriter(send, max_batch=REPORTS_PER_MESSAGE, min_interval=running.report_interval,
                          name="probeops-reports")
-    notices = StartedNotices(sender)
+    running.sender = sender
 
     @celery.task(name=protocol.RUN_PROBE, acks_late=True, reject_on_worker_lost=True)
     def run_probe(job_id, spec_dict):
@@ -92,11 +99,11 @@ def build(settings):
             log.warning("job %s: its deadline passed before it reached this agent; not run", job_id)
             return
         started = time.time()
-        notices.started(job_id, started)
+        running.started(job_id, started)
         try:
             outcome = run_spec(spec, policy)
         finally:
-            notices.ended(job_id)
+            running.ended(job_id)
         # returns once the message carrying it is published: the probe's own message is
         # acknowledged (acks_late) only after its result is on its way
         sender.write([{"job_id": job_id, "outcome": outcome, "started": started}])

@@ -9,9 +9,10 @@ Used twice on the way of a result (no Flask here: the agent imports it):
 
 One writer thread takes everything waiting and hands it to ``write_batch``; while it works, the
 next items gather. Alone, an item goes out at once (no timer, no added latency); under load a
-batch carries whatever arrived meanwhile. With ``min_interval``, batches also leave at most that
-often: an item alone still goes at once, but in a burst the items of the next moment travel
-together (fewer, larger batches for the same work). ``write(items)`` returns once its items are written
+batch carries whatever arrived meanwhile. With ``min_interval`` (seconds, or a function giving
+them at that moment), batches also leave at most that often: an item long after the last batch
+still goes at once, but in a burst the items of the next moment travel together (fewer, larger
+batches for the same work). ``write(items)`` returns once its items are written
 (their results, in order) or raises what writing them raised, so a caller that acknowledges a
 message afterwards (``acks_late``) still acknowledges only what is written. A batch that fails
 transiently fails every caller in it (each retries as it would alone); any other failure is
@@ -77,7 +78,8 @@ class GroupWriter:
         last_start = float("-inf")
         while True:
             batch = [self._queue.get()]
-            pause = last_start + self._min_interval - time.monotonic()
+            interval = self._min_interval() if callable(self._min_interval) else self._min_interval
+            pause = last_start + interval - time.monotonic()
             if pause > 0:
                 time.sleep(pause)  # what arrives meanwhile joins this batch
             last_start = time.monotonic()
