@@ -57,7 +57,8 @@ def child_exit(server, worker):
 
 
 def post_fork(server, worker):
-    """Give the new worker its own database connection pools, and start its job sweep."""
+    """Give the new worker its own database connection pools, tell the app its thread count, and
+    start its job sweep."""
     import main
     from app.extensions import db
     from app.services import job_sweeper
@@ -65,5 +66,7 @@ def post_fork(server, worker):
     with main.app.app_context():
         for engine in db.engines.values():
             engine.dispose(close=False)
+    # each event stream holds one of these threads (app/api/measurements.py caps them below it)
+    main.app.config["SERVER_THREADS"] = worker.cfg.threads
     # Also in a worker that never runs a probe (e.g. one restarted after a kill): overdue jobs end.
     job_sweeper.ensure_started(main.app)

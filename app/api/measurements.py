@@ -113,6 +113,15 @@ class _StreamSlots:
 _slots = _StreamSlots()
 
 
+def _streams_per_worker(config):
+    """MEASUREMENT_STREAMS_PER_WORKER, but at most half the worker's request threads (SERVER_THREADS,
+    set by the Gunicorn hook): each open stream holds a thread, and the other half stays free for
+    every other request (a few users' streams must never leave a worker unable to answer)."""
+    threads = config.get("SERVER_THREADS")
+    cap = config["MEASUREMENT_STREAMS_PER_WORKER"]
+    return min(cap, max(1, threads // 2)) if threads else cap
+
+
 def _event(name, data, event_id=None):
     head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id is not None else "")
     return head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
@@ -126,7 +135,7 @@ def stream_measurement(measurement_id):
     user = g.current_user
     measurement = service.owned(user, measurement_id)
     config = current_app.config
-    _slots.take(user.id, config["MEASUREMENT_STREAMS_PER_USER"], config["MEASUREMENT_STREAMS_PER_WORKER"])
+    _slots.take(user.id, config["MEASUREMENT_STREAMS_PER_USER"], _streams_per_worker(config))
     user_id = user.id
     locations = {loc.get("name"): loc for loc in measurement.locations or ()}
     until = time.monotonic() + config["MEASUREMENT_STREAM_MAX_SECONDS"]

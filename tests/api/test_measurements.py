@@ -411,3 +411,39 @@ def test_one_user_creating_50_measurements_at_once_is_never_503(tmp_path, postgr
         assert "unavailable" not in srv.output()  # no database outage logged either
     finally:
         srv.stop()
+
+
+@pytest.mark.slow
+def test_event_streams_never_take_every_request_thread(tmp_path, redis_server):
+    """A worker with 4 threads: however many streams are asked for, at most half the threads hold
+    one (the rest 503 server_busy), and the API keeps answering other requests meanwhile."""
+    import requests
+
+    from tests.e2e.test_start_sh import register_and_login
+    from tests.support.gunicorn import StartedServer
+
+    env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "1", "THREADS": "4",
+           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "MEASUREMENT_STREAMS_PER_USER": "10",
+           "RATELIMIT_DEFAULT": "1000 per minute"}
+    srv = StartedServer(env, tmp_path).start()
+    streams = []
+    try:
+        headers = register_and_login(srv.url)
+        created = requests.post(f"{srv.url}/api/measurements", headers=headers, timeout=10,
+                                json={**PING, "options": {"count": 10}}).json()  # ~10 s in progress
+        url = f"{srv.url}/api/measurements/{created['id']}/stream"
+        answers = []
+        for _ in range(4):
+            response = requests.get(url, headers=headers, stream=True, timeout=10)
+            answers.append(response.status_code)
+            streams.append(response)
+        assert answers == [200, 200, 503, 503], answers
+        assert all(r.json()["code"] == "server_busy" for r in streams[2:])
+        for _ in range(5):  # two threads are left for everything else
+            assert requests.get(f"{srv.url}/api/health", timeout=5).status_code == 200
+            assert requests.get(f"{srv.url}/api/measurements/{created['id']}", headers=headers,
+                                timeout=5).json()["status"] == "in-progress"
+    finally:
+        for response in streams:
+            response.close()
+        srv.stop()
