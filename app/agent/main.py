@@ -71,7 +71,10 @@ class RunningProbes:
                         state[1] = True
                         notices.append({"job_id": job_id, "outcome": None, "started": state[0]})
             if notices:
-                self.sender.write(notices, wait=False)
+                try:
+                    self.sender.write(notices, wait=False)
+                except Exception:  # noqa: BLE001 - the thread must go on; a lost notice only delays "running"
+                    log.exception("started notices of %d probes not handed in", len(notices))
 
 
 def build(settings):
