@@ -1,4 +1,5 @@
 """Fixtures: real PostgreSQL and Redis servers, the app on each database, users and tokens."""
+import logging
 import os
 import shutil
 import uuid
@@ -11,6 +12,15 @@ from tests.support.servers import PostgresServer, RedisServer
 LAB_PLUGIN = os.path.join(os.path.dirname(__file__), "lab", "fixtures.py")
 pytest_plugins = ["tests.lab.fixtures"] if os.path.exists(LAB_PLUGIN) else []
 pytest_plugins.append("tests.support.openapi_check")  # every test-client response checked against the OpenAPI document
+
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The test apps' job sweepers are daemon threads that outlive the session: once the servers
+    are stopped and pytest's captured streams closed, a line one of them logs printed a
+    "--- Logging error ---" traceback after the summary. Nothing they log then is a test's."""
+    logging.raiseExceptions = False
+
 
 PASSWORD = "correct horse battery staple"
 TABLES = ("probe_jobs", "api_keys", "request_stats", "users")
