@@ -363,7 +363,6 @@ def fig_in_flight(fleet):
     def all_created():  # every POST has answered 202: every result is dispatched
         in_flight_proc.stdin.write("go\n")
         in_flight_proc.stdin.flush()
-        fleet.in_flight_from = time.monotonic()
 
     wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts, sample_cpu=True,
                                          on_posts_done=all_created)

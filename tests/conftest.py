@@ -14,7 +14,6 @@ pytest_plugins = ["tests.lab.fixtures"] if os.path.exists(LAB_PLUGIN) else []
 pytest_plugins.append("tests.support.openapi_check")  # every test-client response checked against the OpenAPI document
 
 
-
 def pytest_sessionfinish(session, exitstatus):
     """The test apps' job sweepers are daemon threads that outlive the session: once the servers
     are stopped and pytest's captured streams closed, a line one of them logs printed a
