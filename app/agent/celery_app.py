@@ -13,14 +13,17 @@ def _tls_options(broker_url):
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
-def make_celery(name, broker_url, *, concurrency=None, timeout=None):
+def make_celery(name, broker_url, *, concurrency=None, timeout=None, ack_emulation=True):
     """A Celery app over Redis: JSON only, no result backend, a message acknowledged after its task.
 
     `timeout` bounds connecting and each socket operation (the API's dispatcher uses ~1 s so that a
     broker that is down is a prompt 503; workers leave it unset and wait for the broker).
+    `ack_emulation=False` (the agents): a message taken off its queue is kept in the consumer's
+    memory until acknowledged, not in Redis' shared `unacked` hash. See docs/agents.md.
     """
     app = Celery(name, broker=broker_url, set_as_current=False)
-    transport = {"visibility_timeout": 3600, "health_check_interval": 10, "socket_keepalive": True}
+    transport = {"visibility_timeout": 3600, "health_check_interval": 10, "socket_keepalive": True,
+                 "ack_emulation": ack_emulation}
     if timeout is not None:
         transport.update(socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False,
                          max_retries=0)  # connecting: fail at once, no back-off; the caller retries

@@ -18,6 +18,7 @@ from app.agent.settings import AgentConfigError, from_environ
 from app.logging_setup import configure_from_env
 from app.probes.execute import run_spec
 from app.probes.spec import LocalPolicy, ProbeSpec
+from app.utils.cpu_priority import lower_cpu_priority
 from app.utils.group_commit import GroupWriter
 
 log = logging.getLogger("probeops.agent")
@@ -79,8 +80,11 @@ class RunningProbes:
 
 def build(settings):
     """The agent's Celery app with its one task, `probeops.run_probe(job_id, spec_dict)`."""
+    # No ack emulation: a probe is run at most once, and one lost with its agent ends as `timeout` at
+    # its deadline (long before Redis would have restored it); it also saves two Redis round trips a
+    # message and keeps the agent away from the broker-wide `unacked` keys (docs/agents.md).
     celery = make_celery(f"probeops-agent-{settings.name}", settings.broker_url,
-                         concurrency=settings.concurrency)
+                         concurrency=settings.concurrency, ack_emulation=False)
     policy = LocalPolicy.from_config(settings.policy_config)
 
     def send(reports):
@@ -128,6 +132,7 @@ def main():
         settings = from_environ()
     except AgentConfigError as exc:
         sys.exit(f"[agent] {exc}")
+    lower_cpu_priority(settings.nice)
     celery = build(settings)
     heartbeat = Heartbeat(settings)
     signals.worker_ready.connect(lambda **_: heartbeat.start(), weak=False)

@@ -4,6 +4,7 @@ import socket
 from dataclasses import dataclass, field
 
 from app.agent.protocol import AGENT_NAME_PATTERN
+from app.utils.cpu_priority import NICE_MAX
 
 
 class AgentConfigError(ValueError):
@@ -25,6 +26,7 @@ class AgentSettings:
     tags: tuple = ()
     offline_seconds: float = 30.0
     concurrency: int = 16
+    nice: int = 0
     policy_config: dict = field(default_factory=dict)
 
     @property
@@ -82,6 +84,7 @@ def from_environ(environ=None):
         offline_seconds=_number("AGENT_OFFLINE_SECONDS", environ.get("AGENT_OFFLINE_SECONDS"), float, 30.0,
                                 minimum=1, maximum=3600),
         concurrency=_number("AGENT_CONCURRENCY", environ.get("AGENT_CONCURRENCY"), int, 16, minimum=1, maximum=512),
+        nice=_number("AGENT_NICE", environ.get("AGENT_NICE"), int, 0, minimum=0, maximum=NICE_MAX),
         policy_config=policy_config(environ),
     )
 

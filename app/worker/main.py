@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from app.agent import protocol
 from app.agent.celery_app import make_celery
+from app.utils.cpu_priority import lower_cpu_priority
 from app.utils.group_commit import GroupWriter
 from app.worker.notify import ResultNotifier
 
@@ -105,6 +106,10 @@ def main():
     flask_app = create_app()  # configures logging (LOG_FORMAT) like the API's
     if not flask_app.config.get("CELERY_BROKER_URL"):
         raise SystemExit("[worker] CELERY_BROKER_URL is required")
+    try:
+        lower_cpu_priority(flask_app.config["WORKER_NICE"])
+    except ValueError as exc:
+        raise SystemExit(f"[worker] WORKER_NICE: {exc}") from None
     celery = build(flask_app)
     job_sweeper.ensure_started(flask_app)
     serve_metrics(flask_app.config)

@@ -48,6 +48,8 @@ def test_settings_from_the_environment():
     ({"AGENT_ASN": "AS64500"}, "AGENT_ASN"),
     ({"AGENT_LATITUDE": "91"}, "AGENT_LATITUDE"),
     ({"AGENT_OFFLINE_SECONDS": "0"}, "AGENT_OFFLINE_SECONDS"),
+    ({"AGENT_NICE": "20"}, "AGENT_NICE"),
+    ({"AGENT_NICE": "-5"}, "AGENT_NICE"),
 ])
 def test_bad_settings_name_the_key(env, key):
     base = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1", "AGENT_NAME": "a1"} if key != "CELERY_BROKER_URL" else {}
@@ -61,3 +63,25 @@ def test_start_sh_roles_need_the_broker_url(role, tmp_path):
            "PROBEOPS_SKIP_DOTENV": "1"}
     p = subprocess.run([str(ROOT / "start.sh"), role], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "CELERY_BROKER_URL" in p.stderr, p.stderr
+
+
+LOWER = ("import os; from app.utils.cpu_priority import lower_cpu_priority; lower_cpu_priority(7); "
+         "print(os.getpriority(os.PRIO_PROCESS, 0), open('/proc/self/autogroup').read().split()[-1])")
+
+
+def _own_autogroup_nice():
+    with open("/proc/self/autogroup") as autogroup:
+        return autogroup.read().split()[-1]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no kernel autogroup here")
+def test_lower_cpu_priority_sets_the_autogroup_only_of_a_session_of_its_own():
+    """In a session of its own (a supervisor's setsid) the session's autogroup goes to 7 too; in the
+    caller's session (a terminal) only the process: the caller's session keeps its priority."""
+    alone = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           start_new_session=True)
+    assert alone.stdout.split() == ["7", "7"], alone.stderr
+    before = _own_autogroup_nice()
+    shared = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert shared.stdout.split() == ["7", before], shared.stderr
+    assert _own_autogroup_nice() == before

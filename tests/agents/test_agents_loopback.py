@@ -170,12 +170,13 @@ def test_redis_stopped_is_503_within_a_second_and_works_again_when_it_is_back(lo
 
 AGENT_ACL = ("on", ">acl-agent-Long-Random-Password-1", "resetchannels", "~probeops.loc.acl-1*",
              "~probeops.central*", "~probeops:agent:acl-1", "~_kombu.binding.*", "~_kombu.binding_permanent.*",
-             "~unacked*", "-@all", "+@connection", "+@read", "+@write", "+@list", "+@sortedset", "+@hash",
+             "-@all", "+@connection", "+@read", "+@write", "+@list", "+@sortedset", "+@hash",
              "+@set", "+@string", "+@keyspace", "+@transaction", "+@scripting", "-@dangerous")
 
 
 def test_an_agent_works_under_its_own_redis_acl_user(loop_stack, loop_broker, loop_api):
-    """The ACL of deployment.md section 10: the agent announces itself, takes its probes, reports."""
+    """The ACL of deployment.md section 10: the agent announces itself, takes its probes, reports,
+    without the broker-wide `unacked` keys (no ack emulation) or anyone else's."""
     import redis
 
     admin = redis.Redis(port=loop_broker.port)
@@ -216,3 +217,30 @@ def test_default_location_serves_the_sync_endpoints_and_measurements_without_loc
         db.session.remove()
         for engine in db.engines.values():
             engine.dispose()
+
+
+def _nice_of(pid):
+    """(the process's nice value, its session's autogroup nice) as the kernel reports them."""
+    with open(f"/proc/{pid}/stat") as stat:
+        nice = int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
+    with open(f"/proc/{pid}/autogroup") as autogroup:
+        return nice, int(autogroup.read().split()[-1])
+
+
+def test_the_central_worker_yields_the_cpu_to_the_api_and_an_agent_runs_at_its_agent_nice(loop_stack, loop_api):
+    """WORKER_NICE (10 by default) and AGENT_NICE (0 by default): each in its own session here, so its
+    session's autogroup too (with autogroup, a nice value alone orders nothing across sessions)."""
+    assert _nice_of(loop_stack.worker.pid) == (10, 10)
+    assert _nice_of(loop_stack.agents["alpha"].pid) == (0, 0)
+    app, client = loop_api
+    agent = loop_stack.start_agent("niced", country="SE", tags="niced", nice=7)
+    try:
+        loop_stack.wait_online(app, ["niced"])
+        assert _nice_of(agent.pid) == (7, 7)
+        headers = headers_for(app)
+        created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                         locations=[{"name": "niced"}])
+        result = wait_finished(client, headers, created["id"])["results"][0]
+        assert result["status"] == "finished" and result["success"], result
+    finally:
+        agent.stop()
