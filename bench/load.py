@@ -2,12 +2,12 @@
 
     python -m bench.load --url http://127.0.0.1:5000/api/users/me --requests 2000 --concurrency 8 \
         --header 'X-API-Key: probeops.…' [--method POST --body '{"host": "…"}'] [--duration 10]
-        [--start-at EPOCH | --start-on-stdin] [--interval 0.01]
+        [--start-at EPOCH | --start-on-stdin] [--interval 0.01] [--latencies]
 
 Each thread keeps one HTTP/1.1 connection alive. With --start-at or --start-on-stdin the threads
 connect first and begin together at that moment (or when a line arrives on stdin): a process
 started ahead of a burst fires with it, its own start-up out of the way. Prints one JSON line: requests, errors,
-status counts, seconds, rps and latency percentiles in ms.
+status counts, seconds, rps and latency percentiles in ms (every latency too with --latencies).
 """
 import argparse
 import http.client
@@ -26,7 +26,7 @@ def percentile(sorted_values, fraction):
 
 
 def run(url, requests_total, concurrency, headers, method="GET", body=None, duration=None, timeout=120.0,
-        start_at=None, start_on_stdin=False, interval=None):
+        start_at=None, start_on_stdin=False, interval=None, keep_latencies=False):
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     lock = threading.Lock()
@@ -95,12 +95,15 @@ def run(url, requests_total, concurrency, headers, method="GET", body=None, dura
         thread.join()
     seconds = time.perf_counter() - started
     latencies = sorted(state["latencies"])
-    return {
+    result = {
         "requests": len(latencies), "errors": state["errors"], "statuses": state["statuses"],
         "seconds": seconds, "rps": len(latencies) / seconds if seconds else 0.0,
         "p50_ms": percentile(latencies, 0.50), "p90_ms": percentile(latencies, 0.90),
         "p99_ms": percentile(latencies, 0.99), "max_ms": latencies[-1] if latencies else None,
     }
+    if keep_latencies:
+        result["latencies_ms"] = latencies
+    return result
 
 
 def main():
@@ -118,11 +121,13 @@ def main():
                         help="connect, then wait for a line on stdin before the first request")
     parser.add_argument("--interval", type=float, default=None,
                         help="seconds between one connection's requests (a monitor's pace); default: back to back")
+    parser.add_argument("--latencies", action="store_true",
+                        help="also print every latency (latencies_ms), to pool the samples of several runs")
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
     result = run(args.url, args.requests, args.concurrency, headers, args.method, args.body, args.duration,
                  start_at=args.start_at, start_on_stdin=args.start_on_stdin,
-                 interval=args.interval)
+                 interval=args.interval, keep_latencies=args.latencies)
     result["statuses"] = {str(k): v for k, v in result["statuses"].items()}
     print(json.dumps(result))
 
