@@ -2,7 +2,7 @@
 
 No Flask: the API builds these from its config, an agent from its environment.
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 # The API's engine timing settings a spec carries (config key -> bounds key).
 BOUND_KEYS = {
@@ -33,8 +33,10 @@ class ProbeSpec:
     deadline: float = 0.0
 
     def to_dict(self):
-        """A JSON-serialisable dict."""
-        return asdict(self)
+        """A JSON-serialisable dict. Built by hand: ``dataclasses.asdict`` deep-copies every value,
+        and a measurement's POST builds one per location."""
+        return {"type": self.type, "target": self.target, "options": dict(self.options),
+                "bounds": dict(self.bounds), "deadline": self.deadline}
 
     @classmethod
     def from_dict(cls, d):

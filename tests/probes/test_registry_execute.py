@@ -1,4 +1,5 @@
 """The registry, the spec and the executor, against loopback (no Flask)."""
+import dataclasses
 import json
 import time
 
@@ -55,6 +56,9 @@ def test_spec_round_trips_through_json():
     spec = _spec("dns", "example.com", record_type="MX", nameserver=None)
     again = ProbeSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
+    assert set(spec.to_dict()) == {f.name for f in dataclasses.fields(ProbeSpec)}  # a new field travels too
+    spec.to_dict()["options"]["record_type"] = "A"
+    assert spec.options["record_type"] == "MX"  # the dict is a copy: the sender may change it
 
 
 def test_policy_from_config_mapping():
