@@ -42,9 +42,11 @@ AGENT_TAG = "bench"
 # leave. The central worker runs as start.sh runs it (WORKER_NICE, 10 by default).
 AGENT_NICE = "19"
 # The bench's own work while a burst runs shares the 2 cores with what it measures: it reads the
-# rows (the figure comes from their timestamps, not from when the bench notices) and the processes'
-# CPU (walking /proc: milliseconds each time) no more often than this.
+# rows (PostgreSQL's CPU; the figure comes from their timestamps, not from when the bench notices)
+# and the processes' CPU (walking /proc: milliseconds each time) no more often than this, and
+# looks at its client processes (no CPU to speak of) every POLL_SECONDS.
 POLL_SECONDS = 0.05
+ROWS_POLL_SECONDS = 0.25
 CPU_SAMPLE_SECONDS = 0.5
 CLIENT_POLL_SECONDS = 0.005  # the client's GET while waiting for a first result
 # /api/health is asked like a monitor asks it, at the same pace idle and busy: each of 2
@@ -73,7 +75,7 @@ class MeasurementSizes:
     sync_runs: int
 
 
-FULL = MeasurementSizes(agents=10, measurements=50, users=10, ping_count=3, alone_runs=3, bursts=3,
+FULL = MeasurementSizes(agents=10, measurements=50, users=10, ping_count=3, alone_runs=3, bursts=5,
                         warmup_burst=True, overhead_samples=20, sync_count=4, sync_runs=3)
 SMOKE = MeasurementSizes(agents=2, measurements=3, users=3, ping_count=1, alone_runs=1, bursts=1,
                          warmup_burst=False, overhead_samples=2, sync_count=2, sync_runs=1)
@@ -281,7 +283,7 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
     """
     deadline = time.monotonic() + timeout
     peak = 0
-    cpu_sampled = time.monotonic()
+    cpu_sampled, rows_read = time.monotonic(), float("-inf")
     query = sa.text("""
         WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = ANY(:u)
                    ORDER BY created_at DESC LIMIT :n)
@@ -289,10 +291,13 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
                (SELECT count(*) FROM m WHERE status = 'finished'),
                (SELECT EXTRACT(EPOCH FROM max(updated_at) - min(created_at)) FROM m),
                (SELECT count(*) FROM probe_jobs j JOIN m ON j.measurement_id = m.id WHERE j.status = 'running')""")
+    made = finished = 0
     while True:
-        with fleet.engine.connect() as conn:
-            made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
-        peak = max(peak, running)
+        if time.monotonic() - rows_read >= ROWS_POLL_SECONDS:
+            rows_read = time.monotonic()
+            with fleet.engine.connect() as conn:
+                made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
+            peak = max(peak, running)
         check_posts(posts)
         if on_posts_done is not None and all(proc.poll() is not None for proc, _ in posts):
             on_posts_done()
