@@ -175,8 +175,8 @@ class Config:
     AGENT_OFFLINE_SECONDS = _float("AGENT_OFFLINE_SECONDS", 30.0)  # silent this long: offline
     BROKER_TIMEOUT = _float("BROKER_TIMEOUT", 1.0)  # the API's wait on the broker: then 503
     CENTRAL_WORKER_CONCURRENCY = _int("CENTRAL_WORKER_CONCURRENCY", 8)  # ./start.sh worker threads
-    # The central worker's CPU priority (0-19): its writes wait behind the API's requests on a
-    # host they share. AGENT_NICE is the agent's (read by app/agent/settings.py, default 0).
+    # The central worker's CPU priority (0-19): on a host they share, its work yields the CPU to
+    # the API's requests. AGENT_NICE is the agent's (read by app/agent/settings.py, default 0).
     WORKER_NICE = _int("WORKER_NICE", 10)
     # The central worker stores the agents' results, so their probe counts live in its process:
     # it serves its own /metrics here (0: off). Loopback unless told otherwise.

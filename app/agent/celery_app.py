@@ -33,8 +33,8 @@ def make_celery(name, broker_url, *, concurrency=None, timeout=None, ack_emulati
         result_serializer="json",
         task_ignore_result=True,
         result_backend=None,
-        task_acks_late=True,              # a probe lost with its worker is not acknowledged...
-        task_reject_on_worker_lost=True,  # ...and goes back to the queue (its deadline still rules)
+        task_acks_late=True,              # the central worker's reports: a message lost with the worker is not
+        task_reject_on_worker_lost=True,  # acknowledged and comes back (the agents' probes: app/agent/main.py)
         worker_prefetch_multiplier=1,
         worker_concurrency=concurrency,
         worker_pool="threads",            # probes wait on sockets: threads, one process

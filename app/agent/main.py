@@ -80,9 +80,12 @@ class RunningProbes:
 
 def build(settings):
     """The agent's Celery app with its one task, `probeops.run_probe(job_id, spec_dict)`."""
-    # No ack emulation: a probe is run at most once, and one lost with its agent ends as `timeout` at
-    # its deadline (long before Redis would have restored it); it also saves two Redis round trips a
-    # message and keeps the agent away from the broker-wide `unacked` keys (docs/agents.md).
+    # At most once: a message is acknowledged as its probe starts, and in the agent's memory (no
+    # kombu ack emulation). kombu gives back to the queue what a closing channel holds
+    # unacknowledged (a broker reconnect), so a probe still unacknowledged while it ran would run
+    # again. One lost with its agent ends as `timeout` at its deadline, long before Redis would have
+    # restored an emulated ack. No emulation also saves two Redis round trips a message and keeps
+    # the agent away from the broker-wide `unacked` keys (docs/agents.md, "Failure behaviour").
     celery = make_celery(f"probeops-agent-{settings.name}", settings.broker_url,
                          concurrency=settings.concurrency, ack_emulation=False)
     policy = LocalPolicy.from_config(settings.policy_config)
@@ -98,7 +101,7 @@ def build(settings):
                          name="probeops-reports")
     running.sender = sender
 
-    @celery.task(name=protocol.RUN_PROBE, acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name=protocol.RUN_PROBE, acks_late=False)
     def run_probe(job_id, spec_dict):
         """Run one probe from here and send its outcome to the central worker."""
         spec = ProbeSpec.from_dict(spec_dict)
@@ -111,8 +114,8 @@ def build(settings):
             outcome = run_spec(spec, policy)
         finally:
             running.ended(job_id)
-        # returns once the message carrying it is published: the probe's own message is
-        # acknowledged (acks_late) only after its result is on its way
+        # returns once the message carrying it is published: the task's thread, which
+        # AGENT_CONCURRENCY counts, is held until the result is on its way
         sender.write([{"job_id": job_id, "outcome": outcome, "started": started}])
 
     return celery

@@ -85,3 +85,12 @@ def test_lower_cpu_priority_sets_the_autogroup_only_of_a_session_of_its_own():
     shared = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shared.stdout.split() == ["7", before], shared.stderr
     assert _own_autogroup_nice() == before
+
+
+def test_the_central_worker_refuses_a_worker_nice_out_of_range(tmp_path):
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "PROBEOPS_SKIP_DOTENV": "1", "PROBEOPS_INSTANCE_PATH": str(tmp_path), "APP_ENV": "development",
+           "CELERY_BROKER_URL": "redis://127.0.0.1:1/0", "WORKER_NICE": "20"}
+    p = subprocess.run([sys.executable, "-m", "app.worker"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1 and "WORKER_NICE: nice must be between 0 and 19, not 20" in p.stderr, p.stderr

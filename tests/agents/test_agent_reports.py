@@ -1,5 +1,6 @@
-"""What travels back from the agents: a burst of results leaves an agent in a few messages, and the
-central worker still takes the task names of agents older than `probeops.store_reports`.
+"""What travels back from the agents: a burst of results leaves an agent in a few messages, a probe
+runs once even when its agent loses the broker mid-probe, and the central worker still takes the
+task names of agents older than `probeops.store_reports`.
 
 Real processes: a Redis broker, `./start.sh agent` (no central worker for the first test: its
 messages are read off the central queue as the central worker would receive them) and, for the
@@ -36,16 +37,21 @@ def _reports_on_the_central_queue(client):
     return messages
 
 
+def _started_agent(stack, client, name, **settings):
+    agent = stack.start_agent(name, **settings)
+    give_up = time.monotonic() + 60
+    while not (client.get(protocol.agent_key(name)) and "ready." in agent.output()):
+        assert agent.proc.poll() is None and time.monotonic() < give_up, agent.output()[-2000:]
+        time.sleep(0.2)
+    return agent
+
+
 def test_a_burst_of_probes_reports_in_a_few_messages_with_every_result_and_notice(tmp_path):
     broker = RedisServer().start()
     stack = Stack(broker, tmp_path, "127.0.0.1")
     client = redis.Redis.from_url(broker.url)
     try:
-        agent = stack.start_agent("solo", concurrency=40)
-        give_up = time.monotonic() + 60
-        while not (client.get(protocol.agent_key("solo")) and "ready." in agent.output()):
-            assert agent.proc.poll() is None and time.monotonic() < give_up, agent.output()[-2000:]
-            time.sleep(0.2)
+        agent = _started_agent(stack, client, "solo", concurrency=40)
         celery = make_celery("test-publisher", broker.url)
         jobs = range(1001, 1031)  # 30 pings of 3 echoes 0.3 s apart: each runs well past the notice's 0.2 s
         with celery.producer_or_acquire() as producer, producer.batch():
@@ -70,6 +76,42 @@ def test_a_burst_of_probes_reports_in_a_few_messages_with_every_result_and_notic
     assert {location for location, _ in messages} == {"solo"}
     # 60 reports: one message each before the reports were coalesced; now a burst shares messages
     assert len(messages) <= 15, [len(reports) for _, reports in messages]
+
+
+def test_a_probe_runs_once_when_its_agent_loses_the_broker_mid_probe(tmp_path):
+    """Every connection of the agent cut while its probe runs: kombu gives back to the queue what the
+    closing channel holds unacknowledged, and a probe acknowledged only at its end would run again
+    after the reconnect. Acknowledged as it starts, it runs once and its result still arrives."""
+    broker = RedisServer().start()
+    stack = Stack(broker, tmp_path, "127.0.0.1")
+    client = redis.Redis.from_url(broker.url)
+    try:
+        agent = _started_agent(stack, client, "blip")
+        spec = ProbeSpec("ping", "127.0.0.1", {"count": 8, "interval": 0.3}, BOUNDS, time.time() + 30)  # ~2.1 s
+        make_celery("test-publisher", broker.url).send_task(protocol.RUN_PROBE, args=[2001, spec.to_dict()],
+                                                            queue=protocol.location_queue("blip"))
+        give_up = time.monotonic() + 30
+        while not _reports_on_the_central_queue(client):  # its "started" notice: the probe is running
+            assert time.monotonic() < give_up, agent.output()[-2000:]
+            time.sleep(0.05)
+        assert client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
+        give_up = time.monotonic() + 30
+        while not any(r["outcome"] for _, reports in _reports_on_the_central_queue(client) for r in reports):
+            assert time.monotonic() < give_up, agent.output()[-3000:]
+            time.sleep(0.1)
+        time.sleep(4.0)  # a second run, had the message come back, would have ended by now
+        reports = [r for _, batch in _reports_on_the_central_queue(client) for r in batch]
+        left_on_queue = client.llen(protocol.location_queue("blip"))
+        output = agent.output()
+    finally:
+        stack.stop()
+        broker.stop()
+    assert "Connection to broker lost" in output, output[-3000:]  # the cut did reach the agent's consumer
+    results = [r for r in reports if r["outcome"] is not None]
+    assert [r["job_id"] for r in results] == [2001], output[-3000:]
+    assert results[0]["outcome"]["success"], results[0]
+    assert [r["job_id"] for r in reports if r["outcome"] is None] == [2001]  # one start, one notice
+    assert left_on_queue == 0
 
 
 def test_the_central_worker_still_takes_the_task_names_of_older_agents(loop_broker, tmp_path):

@@ -227,6 +227,7 @@ def _nice_of(pid):
         return nice, int(autogroup.read().split()[-1])
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no kernel autogroup here")
 def test_the_central_worker_yields_the_cpu_to_the_api_and_an_agent_runs_at_its_agent_nice(loop_stack, loop_api):
     """WORKER_NICE (10 by default) and AGENT_NICE (0 by default): each in its own session here, so its
     session's autogroup too (with autogroup, a nice value alone orders nothing across sessions)."""
