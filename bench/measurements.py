@@ -291,9 +291,8 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
                (SELECT count(*) FROM m WHERE status = 'finished'),
                (SELECT EXTRACT(EPOCH FROM max(updated_at) - min(created_at)) FROM m),
                (SELECT count(*) FROM probe_jobs j JOIN m ON j.measurement_id = m.id WHERE j.status = 'running')""")
-    made = finished = 0
     while True:
-        if time.monotonic() - rows_read >= ROWS_POLL_SECONDS:
+        if time.monotonic() - rows_read >= ROWS_POLL_SECONDS:  # the first pass reads them
             rows_read = time.monotonic()
             with fleet.engine.connect() as conn:
                 made, finished, wall, running = conn.execute(query, {"u": fleet.user_ids, "n": expected}).one()
@@ -364,16 +363,13 @@ class Burst:
 def run_burst(fleet, window):
     """POST the burst (client processes started ahead, firing together) and ask /api/health meanwhile."""
     sizes, api = fleet.sizes, fleet.api
-    health = f"{api.url}/api/health"
     before = measurements_made(fleet)
     body = measurement_body(fleet.bench.lab.target, sizes.ping_count, sizes.agents)
     start_at = time.time() + CLIENTS_READY_SECONDS
     posts = post_measurements(f"{api.url}/api/measurements", [h for _, h in fleet.burst_users],
                               sizes.measurements, body, start_at)
-    creating_proc = spawn_load(health, 0, HEALTH_CONNECTIONS, duration=CREATING_HEALTH_SECONDS, start_at=start_at,
-                               interval=HEALTH_INTERVAL, latencies=True, monitor=True)
-    in_flight_proc = spawn_load(health, 0, HEALTH_CONNECTIONS, duration=window, start_on_stdin=True,
-                                interval=HEALTH_INTERVAL, latencies=True, monitor=True)
+    creating_proc = spawn_health(api.url, CREATING_HEALTH_SECONDS, start_at=start_at)
+    in_flight_proc = spawn_health(api.url, window, start_on_stdin=True)
     cpu_before = fleet.cpu_seconds()
 
     def all_created():  # every POST has answered 202: every result is dispatched
@@ -396,11 +392,16 @@ def run_burst(fleet, window):
     return Burst(wall, note, in_flight, creating, health_outlasted)
 
 
+def spawn_health(api_url, duration, **when):
+    """The health monitor: /api/health at HEALTH_INTERVAL on each of HEALTH_CONNECTIONS, every latency
+    kept (``when``: start_at or start_on_stdin, as spawn_load takes them)."""
+    return spawn_load(f"{api_url}/api/health", 0, HEALTH_CONNECTIONS, duration=duration, interval=HEALTH_INTERVAL,
+                      latencies=True, monitor=True, **when)
+
+
 def idle_health(fleet, window):
     """/api/health latencies (ms) at the bursts' pace with nothing else running."""
-    load = spawn_load(f"{fleet.api.url}/api/health", 0, HEALTH_CONNECTIONS, duration=window,
-                      interval=HEALTH_INTERVAL, latencies=True, monitor=True)
-    return finish_load(load)["latencies_ms"]
+    return finish_load(spawn_health(fleet.api.url, window))["latencies_ms"]
 
 
 def fig_in_flight(fleet):
@@ -425,14 +426,14 @@ def fig_in_flight(fleet):
     for _ in range(sizes.bursts):
         idle += idle_health(fleet, window)
         bursts.append(run_burst(fleet, window))
-    walls = sorted(burst.wall for burst in bursts)
-    median_burst = min(bursts, key=lambda burst: abs(burst.wall - statistics.median(walls)))
+    wall = statistics.median(burst.wall for burst in bursts)
+    median_burst = min(bursts, key=lambda burst: abs(burst.wall - wall))
     total = sizes.measurements * sizes.agents
-    runs = ", ".join(f"{w:.2f}" for w in (burst.wall for burst in bursts))
+    runs = ", ".join(f"{burst.wall:.2f}" for burst in bursts)
     warmed = f"; warm-up burst {warmup.wall:.2f} s" if warmup else ""
     flight = ratio_figure(f"{sizes.measurements} ping measurements x {sizes.agents} agents at once, "
                           f"{sizes.users} users ({total} results), wall time, median of {len(bursts)} bursts",
-                          statistics.median(walls), alone, "s", "<= 1.5x one alone", False, 1.5,
+                          wall, alone, "s", "<= 1.5x one alone", False, 1.5,
                           f"bursts {runs} s{warmed}; the median one: {median_burst.note}")
     busy = sorted(latency for burst in bursts for latency in burst.in_flight)
     creating = sorted(latency for burst in bursts for latency in burst.creating)

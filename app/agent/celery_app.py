@@ -14,7 +14,8 @@ def _tls_options(broker_url):
 
 
 def make_celery(name, broker_url, *, concurrency=None, timeout=None, ack_emulation=True):
-    """A Celery app over Redis: JSON only, no result backend, a message acknowledged after its task.
+    """A Celery app over Redis: JSON only, no result backend, a message acknowledged after its task
+    (the agents' probes: as they start, app/agent/main.py).
 
     `timeout` bounds connecting and each socket operation (the API's dispatcher uses ~1 s so that a
     broker that is down is a prompt 503; workers leave it unset and wait for the broker).

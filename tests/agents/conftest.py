@@ -260,3 +260,11 @@ def wait_finished(client, headers, measurement_id, seconds=60):
             return body
         assert time.monotonic() < give_up, body
         time.sleep(0.1)
+
+
+def nice_of(pid):
+    """(the process's nice value, its session's autogroup nice) as the kernel reports them."""
+    with open(f"/proc/{pid}/stat") as stat:
+        nice = int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
+    with open(f"/proc/{pid}/autogroup") as autogroup:
+        return nice, int(autogroup.read().split()[-1])

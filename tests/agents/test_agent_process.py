@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.agent.settings import AgentConfigError, from_environ
+from tests.agents.conftest import nice_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,11 +70,6 @@ LOWER = ("import os; from app.utils.cpu_priority import lower_cpu_priority; lowe
          "print(os.getpriority(os.PRIO_PROCESS, 0), open('/proc/self/autogroup').read().split()[-1])")
 
 
-def _own_autogroup_nice():
-    with open("/proc/self/autogroup") as autogroup:
-        return autogroup.read().split()[-1]
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no kernel autogroup here")
 def test_lower_cpu_priority_sets_the_autogroup_only_of_a_session_of_its_own():
     """In a session of its own (a supervisor's setsid) the session's autogroup goes to 7 too; in the
@@ -81,10 +77,10 @@ def test_lower_cpu_priority_sets_the_autogroup_only_of_a_session_of_its_own():
     alone = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60,
                            start_new_session=True)
     assert alone.stdout.split() == ["7", "7"], alone.stderr
-    before = _own_autogroup_nice()
+    before = str(nice_of(os.getpid())[1])
     shared = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shared.stdout.split() == ["7", before], shared.stderr
-    assert _own_autogroup_nice() == before
+    assert str(nice_of(os.getpid())[1]) == before
 
 
 def test_the_central_worker_refuses_a_worker_nice_out_of_range(tmp_path):

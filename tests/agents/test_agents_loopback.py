@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.agents.conftest import OFFLINE_SECONDS, SWEEP_SECONDS, create, headers_for, wait_finished
+from tests.agents.conftest import OFFLINE_SECONDS, SWEEP_SECONDS, create, headers_for, nice_of, wait_finished
 from tests.support.servers import wait_for_port
 
 pytestmark = [pytest.mark.slow]
@@ -219,25 +219,17 @@ def test_default_location_serves_the_sync_endpoints_and_measurements_without_loc
             engine.dispose()
 
 
-def _nice_of(pid):
-    """(the process's nice value, its session's autogroup nice) as the kernel reports them."""
-    with open(f"/proc/{pid}/stat") as stat:
-        nice = int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
-    with open(f"/proc/{pid}/autogroup") as autogroup:
-        return nice, int(autogroup.read().split()[-1])
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no kernel autogroup here")
 def test_the_central_worker_yields_the_cpu_to_the_api_and_an_agent_runs_at_its_agent_nice(loop_stack, loop_api):
     """WORKER_NICE (10 by default) and AGENT_NICE (0 by default): each in its own session here, so its
     session's autogroup too (with autogroup, a nice value alone orders nothing across sessions)."""
-    assert _nice_of(loop_stack.worker.pid) == (10, 10)
-    assert _nice_of(loop_stack.agents["alpha"].pid) == (0, 0)
+    assert nice_of(loop_stack.worker.pid) == (10, 10)
+    assert nice_of(loop_stack.agents["alpha"].pid) == (0, 0)
     app, client = loop_api
     agent = loop_stack.start_agent("niced", country="SE", tags="niced", nice=7)
     try:
         loop_stack.wait_online(app, ["niced"])
-        assert _nice_of(agent.pid) == (7, 7)
+        assert nice_of(agent.pid) == (7, 7)
         headers = headers_for(app)
         created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
                          locations=[{"name": "niced"}])
