@@ -17,17 +17,29 @@ EXPOSED_HEADERS = [
 ]
 
 
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or invalid; the app refuses to start."""
+
+
 def _env(name, default=None):
     value = os.environ.get(name)
     return default if value is None or value.strip() == "" else value.strip()
 
 
+def _number(name, default, kind, what):
+    value = _env(name, default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be {what}, not {value!r}") from None
+
+
 def _int(name, default):
-    return int(_env(name, default))
+    return _number(name, default, int, "an integer")
 
 
 def _float(name, default):
-    return float(_env(name, default))
+    return _number(name, default, float, "a number")
 
 
 def _bool(name, default):
@@ -42,7 +54,7 @@ def _tier_quotas():
     """Per-tier probe quotas: (per day, per month); None means unlimited."""
     def quota(name, default):
         value = _env(name, default)
-        return None if str(value).lower() in ("", "none", "unlimited", "-1") else int(value)
+        return None if str(value).lower() in ("", "none", "unlimited", "-1") else _int(name, default)
 
     return {
         "Free": (quota("QUOTA_FREE_DAY", 100), quota("QUOTA_FREE_MONTH", 1000)),
@@ -235,10 +247,6 @@ def normalize_database_url(url):
         if url and url.startswith(scheme):
             return "postgresql+psycopg2://" + url[len(scheme):]
     return url
-
-
-class ConfigError(RuntimeError):
-    """The configuration is unsafe or invalid; the app refuses to start."""
 
 
 # Each probe setting, and the engine's hard bounds it must stay within (app/probes/limits.py).

@@ -153,3 +153,18 @@ def test_malformed_dns_nameservers_are_refused_at_start(tmp_path):
     with pytest.raises(ConfigError, match="DNS_NAMESERVERS"):
         create_app({"APP_ENV": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/t.db",
                     "DNS_NAMESERVERS": ["dns.google"]})
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("CENTRAL_WORKER_CONCURRENCY", "eight", "CENTRAL_WORKER_CONCURRENCY must be an integer, not 'eight'"),
+    ("BROKER_TIMEOUT", "1s", "BROKER_TIMEOUT must be a number, not '1s'"),
+    ("QUOTA_FREE_DAY", "lots", "QUOTA_FREE_DAY must be an integer, not 'lots'"),
+])
+def test_a_setting_that_is_not_a_number_is_refused_by_name(name, value, says):
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value}
+    p = subprocess.run([sys.executable, "-c", "import app.config"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1 and f"app.config.ConfigError: {says}" in p.stderr, p.stderr
