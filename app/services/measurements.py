@@ -244,12 +244,17 @@ def _link(limit, offset):
 
 
 def ended_results(measurement_id, locations, already):
-    """The results that have ended and are not in ``already`` (job ids), oldest first, plus the status."""
+    """The results that have ended and are not in ``already`` (job ids), oldest first, plus the status.
+
+    The status is read first: on PostgreSQL (READ COMMITTED) each statement sees what was committed
+    before it, and the last result commits together with ``finished``. Read the other way round, a
+    result committed between the two reads was missing from a stream that then said ``finished``.
+    """
     db.session.expire_all()
+    status = db.session.scalar(sa.select(Measurement.status).where(Measurement.id == measurement_id))
     jobs = db.session.scalars(sa.select(ProbeJob).where(ProbeJob.measurement_id == measurement_id,
                                                         ProbeJob.status.not_in(JOB_ACTIVE))
                               .order_by(ProbeJob.completed_at, ProbeJob.id)).all()
-    status = db.session.scalar(sa.select(Measurement.status).where(Measurement.id == measurement_id))
     return [result_of(job, locations) for job in jobs if job.id not in already], status
 
 

@@ -263,8 +263,13 @@ def wait_finished(client, headers, measurement_id, seconds=60):
 
 
 def nice_of(pid):
-    """(the process's nice value, its session's autogroup nice) as the kernel reports them."""
+    """(the process's nice value, its session's autogroup nice) as the kernel reports them.
+
+    The autogroup is None for a session that never had one of its own (the boot session, e.g. a
+    CI runner's): the kernel shows an empty file for it.
+    """
     with open(f"/proc/{pid}/stat") as stat:
         nice = int(stat.read().rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
     with open(f"/proc/{pid}/autogroup") as autogroup:
-        return nice, int(autogroup.read().split()[-1])
+        shown = autogroup.read().split()
+    return nice, int(shown[-1]) if shown else None

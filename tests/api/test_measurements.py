@@ -219,6 +219,49 @@ def test_a_result_nobody_delivers_ends_as_timeout_and_the_stream_says_so(app, cl
     assert body["status"] == "finished" and body["results"][0]["status"] == "timeout"
 
 
+def test_a_result_committed_while_the_stream_reads_is_sent_before_finished(app, user, db_session):
+    """The last result commits with ``finished``. If it commits between the stream's read of the
+    ended results and its read of the status, the stream must still send it before ``finished``."""
+    from sqlalchemy import event
+
+    from app.extensions import db
+    from app.services import measurements as service
+    from app.services.job_store import store_outcome
+    from app.services.probe_jobs import reserve_jobs
+    from app.utils.clock import utcnow
+
+    now = utcnow()
+    racing = Measurement(id="racingmeasurem01", user_id=user.id, type="ping", target="127.0.0.1",
+                         options={"count": 1}, locations=[{"name": "a"}, {"name": "b"}], limit=2, probes_count=2,
+                         status="in-progress", created_at=now, updated_at=now)
+    (first, last), _ = reserve_jobs(user, "ping", "127.0.0.1", {"count": 1}, ["a", "b"], measurement=racing,
+                                    check_concurrency=False)
+    first_id, last_id = first.id, last.id
+    db_session.commit()
+    answered = {"status": "finished", "success": True, "result": "ok", "data": {}}
+    assert store_outcome(first_id, answered)
+
+    landed = []
+
+    def last_result_lands(conn, cursor, statement, parameters, context, executemany):
+        if not landed:  # after the stream's first read: committed on another connection before its second
+            landed.append("storing")
+            landed[0] = store_outcome(last_id, answered)
+
+    sent = set()
+    event.listen(db.engine, "after_cursor_execute", last_result_lands)
+    try:
+        for _ in range(3):
+            results, status = service.ended_results("racingmeasurem01", {}, sent)
+            sent |= {result["job_id"] for result in results}
+            if status != "in-progress":
+                break
+    finally:
+        event.remove(db.engine, "after_cursor_execute", last_result_lands)
+    assert landed == [True]
+    assert status == "finished" and sent == {first_id, last_id}
+
+
 # -- a target the executor refuses after resolving it -----------------------------------------------
 NAMESERVER = "127.53.0.1"  # a loopback address of its own: port 53 there is ours alone
 
