@@ -93,7 +93,8 @@ def build(settings):
     def send(reports):
         """One `probeops.store_reports` message for every report waiting (results and notices)."""
         celery.send_task(protocol.STORE_REPORTS, args=[settings.name, reports], queue=protocol.CENTRAL_QUEUE,
-                         retry=True, retry_policy=REPORT_RETRY, argsrepr=f"({settings.name!r}, {len(reports)} reports)")
+                         declare=protocol.NO_DECLARE, retry=True, retry_policy=REPORT_RETRY,
+                         argsrepr=f"({settings.name!r}, {len(reports)} reports)")
         return [True] * len(reports)
 
     running = RunningProbes()

@@ -15,6 +15,12 @@ LOCATION_QUEUE_PREFIX = "probeops.loc."
 AGENT_KEY_PREFIX = "probeops:agent:"      # + name -> LOCATION JSON, TTL AGENT_OFFLINE_SECONDS
 RESULTS_CHANNEL = "probeops:results"      # pub/sub: a job id, published after its result is stored
 
+# Publishing declares no queue: on Redis a message to the default exchange goes straight onto the
+# list its routing key names (kombu's anonymous exchange), and the consumer declares its own
+# queue. Declaring one copies and binds the Queue entity per message: measured at 0.15 ms of CPU a
+# send_task with it, 0.12 without.
+NO_DECLARE = ()
+
 AGENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 

@@ -132,9 +132,9 @@ class CeleryDispatcher:
                 for job_id, spec, location in jobs:
                     # argsrepr: Celery's own repr of the arguments costs more than the publish
                     self._celery.send_task(protocol.RUN_PROBE, args=[job_id, spec.to_dict()],
-                                           queue=protocol.location_queue(location), retry=False,
-                                           expires=datetime.fromtimestamp(spec.deadline, UTC), producer=producer,
-                                           argsrepr=f"({job_id}, {spec.type!r})", kwargsrepr="{}")
+                                           queue=protocol.location_queue(location), declare=protocol.NO_DECLARE,
+                                           retry=False, expires=datetime.fromtimestamp(spec.deadline, UTC),
+                                           producer=producer, argsrepr=f"({job_id}, {spec.type!r})", kwargsrepr="{}")
         except (OperationalError, KombuError, redis.RedisError, OSError) as exc:
             log.warning("broker unavailable for jobs %s (%s)", ",".join(str(job[0]) for job in jobs[:10]),
                         type(exc).__name__)
