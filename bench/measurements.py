@@ -43,11 +43,10 @@ AGENT_TAG = "bench"
 AGENT_NICE = "19"
 # The bench's own work while a burst runs shares the 2 cores with what it measures: it reads the
 # rows (PostgreSQL's CPU; the figure comes from their timestamps, not from when the bench notices)
-# and the processes' CPU (walking /proc: milliseconds each time) no more often than this, and
-# looks at its client processes (no CPU to speak of) every POLL_SECONDS.
+# no more often than this, and looks at its client processes (no CPU to speak of) every
+# POLL_SECONDS. The processes' CPU is read before and after a burst only (Fleet.cpu_seconds).
 POLL_SECONDS = 0.05
 ROWS_POLL_SECONDS = 0.25
-CPU_SAMPLE_SECONDS = 0.5
 CLIENT_POLL_SECONDS = 0.005  # the client's GET while waiting for a first result
 # /api/health is asked like a monitor asks it, at the same pace idle and busy: each of 2
 # connections every 20 ms, 100 requests a second (~160 samples a burst, pooled over the bursts).
@@ -92,7 +91,6 @@ class Fleet:
         self.bench, self.sizes = bench, sizes
         self.broker = bench.redis.url.rsplit("/", 1)[0] + "/5"  # the rate limits keep database 0
         self.procs = []
-        self.cpu_seen = {}  # pid -> (role, CPU seconds when last seen)
         self.api = None
         self.database = None
 
@@ -159,26 +157,29 @@ class Fleet:
     def cpu_seconds(self):
         """CPU seconds (user + system) used so far by each role's processes, children included.
 
-        Sampled again by ``sample_cpu`` while a burst runs, so a Gunicorn worker recycled
-        meanwhile (--max-requests) keeps the CPU it used before it went.
+        A process that has ended and been waited for (a Gunicorn worker recycled by --max-requests)
+        is in its parent's children times, so two samples, before and after a burst, count all
+        of it: the bench does not walk /proc while it measures (one walk costs milliseconds of
+        CPU on the 2 cores it measures; sampled every half second it showed in the health p99).
         """
         import psutil
 
         roots = {"api": [self.api.proc.pid], "agents": [p.pid for p in self.procs if p.label.startswith("bench-")],
                  "central worker": [p.pid for p in self.procs if p.label == "central-worker"],
                  "PostgreSQL": [self.bench.postgres.proc.pid], "Redis": [self.bench.redis.proc.pid]}
+        children = {}
+        for proc in psutil.process_iter(["ppid"]):  # one walk of /proc for every role
+            children.setdefault(proc.info["ppid"], []).append(proc.pid)
         used = {}
         for role, pids in roots.items():
-            for pid in pids:
+            used[role], stack = 0.0, list(pids)
+            while stack:
+                pid = stack.pop()
+                stack += children.get(pid, [])
                 with contextlib.suppress(psutil.Error):
-                    top = psutil.Process(pid)
-                    for proc in [top, *top.children(recursive=True)]:
-                        with contextlib.suppress(psutil.Error):
-                            times = proc.cpu_times()
-                            self.cpu_seen[proc.pid] = (role, times.user + times.system)
-        for role, seconds in self.cpu_seen.values():
-            used[role] = used.get(role, 0.0) + seconds
-        return {role: used.get(role, 0.0) for role in roots}
+                    times = psutil.Process(pid).cpu_times()
+                    used[role] += times.user + times.system + times.children_user + times.children_system
+        return used
 
     def print_logs(self, tail=4000):
         """The end of every role's log, on stderr (why a figure could not be measured)."""
@@ -275,7 +276,7 @@ def end_posts(posts):
     check_posts(posts)
 
 
-def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False, on_posts_done=None):
+def wait_finished(fleet, before, expected, timeout, posts=None, on_posts_done=None):
     """Poll the rows until ``expected`` measurements made after the user's first ``before`` have finished.
 
     Returns (wall seconds from the first one created to the last result stored, peak results
@@ -283,7 +284,7 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
     """
     deadline = time.monotonic() + timeout
     peak = 0
-    cpu_sampled, rows_read = time.monotonic(), float("-inf")
+    rows_read = float("-inf")
     query = sa.text("""
         WITH m AS (SELECT id, status, created_at, updated_at FROM measurements WHERE user_id = ANY(:u)
                    ORDER BY created_at DESC LIMIT :n)
@@ -301,9 +302,6 @@ def wait_finished(fleet, before, expected, timeout, posts=None, sample_cpu=False
         if on_posts_done is not None and all(proc.poll() is not None for proc, _ in posts):
             on_posts_done()
             on_posts_done = None
-        if sample_cpu and time.monotonic() - cpu_sampled >= CPU_SAMPLE_SECONDS:
-            fleet.cpu_seconds()
-            cpu_sampled = time.monotonic()
         if made >= before + expected and finished == expected:
             break
         if time.monotonic() > deadline:
@@ -376,7 +374,7 @@ def run_burst(fleet, window):
         in_flight_proc.stdin.write("go\n")
         in_flight_proc.stdin.flush()
 
-    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts, sample_cpu=True,
+    wall, peak, statuses = wait_finished(fleet, before, sizes.measurements, 300, posts,
                                          on_posts_done=all_created)
     cpu = {role: used - cpu_before[role] for role, used in fleet.cpu_seconds().items()}
     health_outlasted = in_flight_proc.poll() is None
