@@ -370,7 +370,11 @@ def run_burst(fleet, window):
     in_flight_proc = spawn_health(api.url, window, start_on_stdin=True)
     cpu_before = fleet.cpu_seconds()
 
+    creating = []
+
     def all_created():  # every POST has answered 202: every result is dispatched
+        # the creation monitor ends by itself; its exit is the bench's CPU, so it ends before the window opens
+        creating.extend(finish_load(creating_proc)["latencies_ms"])
         in_flight_proc.stdin.write("go\n")
         in_flight_proc.stdin.flush()
 
@@ -379,7 +383,6 @@ def run_burst(fleet, window):
     cpu = {role: used - cpu_before[role] for role, used in fleet.cpu_seconds().items()}
     health_outlasted = in_flight_proc.poll() is None
     in_flight = finish_load(in_flight_proc)["latencies_ms"]
-    creating = finish_load(creating_proc)["latencies_ms"]
     end_posts(posts)
     timeline = statuses.pop("timeline")
     total_cpu = sum(cpu.values())
