@@ -1,6 +1,7 @@
 """JSON logs: one object a line with the request's context, access lines written by the app, Gunicorn's
 error log in the same format under ./start.sh, and no secret in any line."""
 import json
+import re
 import socket
 import sqlite3
 
@@ -151,6 +152,20 @@ def test_start_sh_writes_json_lines_without_secrets(tmp_path):
     scan_for(output, {"password": PASSWORD, "password hash": password_hash, "token": token, "API key": key,
                       "key hash": key_hash, "register body": json.dumps(register_body),
                       "token signature": token.rsplit(".", 1)[1]})
+
+
+@pytest.mark.slow
+def test_start_sh_text_lines_have_no_logging_errors(tmp_path):
+    """The development default (text): Gunicorn's own lines keep their process id, and no record
+    fails to format (each had printed a "--- Logging error ---" traceback)."""
+    srv = StartedServer({"PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "DNS_NAMESERVERS": "127.0.0.1"}, tmp_path).start()
+    try:
+        assert requests.get(f"{srv.url}/api/health", timeout=10).status_code == 200
+    finally:
+        srv.stop()
+    output = srv.output()
+    assert "Logging error" not in output and "Traceback" not in output, output[-3000:]
+    assert re.search(r"\[\d+\] \[INFO\] Booting worker with pid: \d+", output), output[-3000:]
 
 
 def test_processes_without_flask_log_json_too():
