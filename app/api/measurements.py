@@ -26,6 +26,7 @@ blp = Blueprint("measurements", __name__, url_prefix="/api", description="Measur
 
 STREAM_POLL_SECONDS = 0.2
 STREAM_KEEPALIVE_SECONDS = 15.0
+FINISHED_EVENT_ID = "finished"  # the id of the `finished` event (a result's id is its job id)
 
 
 @blp.post("/measurements")
@@ -130,10 +131,16 @@ def _event(name, data, event_id=None):
 @blp.get("/measurements/<measurement_id>/stream")
 @auth_required(scope="history:read")
 @blp.alt_response(200, description="text/event-stream: a `result` event per result as it ends, then `finished`")
+@blp.alt_response(204, description="`Last-Event-ID: finished`: the stream has ended; an SSE client stops "
+                                   "reconnecting")
 def stream_measurement(measurement_id):
     """Server-sent events: each result as it ends, then `finished`; it closes by itself."""
     user = g.current_user
     measurement = service.owned(user, measurement_id)
+    if request.headers.get("Last-Event-ID") == FINISHED_EVENT_ID:
+        # An SSE client reconnects to a stream the server closed, sending the last id it saw. After
+        # `finished` there is nothing more: 204 is how SSE tells a client to stop reconnecting.
+        return Response(status=204)
     config = current_app.config
     _slots.take(user.id, config["MEASUREMENT_STREAMS_PER_USER"], _streams_per_worker(config))
     user_id = user.id
@@ -152,7 +159,7 @@ def stream_measurement(measurement_id):
                 yield _event("result", result, result["job_id"])
             if status != "in-progress":
                 fresh = service.owned_by_id(measurement_id)
-                yield _event("finished", service.document(fresh))
+                yield _event("finished", service.document(fresh), FINISHED_EVENT_ID)
                 return
             if time.monotonic() >= until:
                 yield _event("timeout", {"id": measurement_id, "message": "The stream reached its time bound; "

@@ -91,6 +91,23 @@ def test_the_stream_sends_every_result_then_finished_then_closes(client, user, a
     assert sorted(data["job_id"] for _, data in events[:3]) == sorted(r["job_id"] for r in events[3][1]["results"])
     assert all(data["status"] == "finished" and data["success"] for _, data in events[:3])
     assert events[3][1]["status"] == "finished"
+    assert "id: finished\n" in response.get_data(as_text=True)
+
+
+def test_a_client_reconnecting_after_finished_is_told_to_stop(client, user, make_user, auth_headers):
+    """SSE clients reconnect to a closed stream with the last id they saw; after `finished`: 204
+    (the SSE way to stop them), no body; before it, the stream again; another user's is still 404."""
+    headers = auth_headers(user)
+    created = create(client, headers).get_json()
+    stream = f"/api/measurements/{created['id']}/stream"
+    with client.get(stream, headers=headers) as first:  # closed: its stream slot goes back
+        first.get_data()  # to its end
+    again = client.get(stream, headers={**headers, "Last-Event-ID": "finished"})
+    assert again.status_code == 204 and again.get_data() == b""
+    with client.get(stream, headers={**headers, "Last-Event-ID": "12345"}) as resumed:
+        assert [name for name, _ in parse_events(resumed.get_data(as_text=True))] == ["result", "finished"]
+    other = client.get(stream, headers={**auth_headers(make_user("mallory")), "Last-Event-ID": "finished"})
+    assert other.status_code == 404 and other.get_json()["code"] == "not_found"
 
 
 def test_another_users_measurement_is_404(client, user, make_user, auth_headers):
