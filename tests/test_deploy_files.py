@@ -335,6 +335,9 @@ def test_compose_runs_the_central_worker_and_two_agents_at_different_locations(c
         assert agent["depends_on"] == {"redis": {"condition": "service_healthy"}}, name
         assert "app.agent.health" in " ".join(agent["healthcheck"]["test"]), name
         locations.add((env["AGENT_NAME"], env["AGENT_COUNTRY"], env["AGENT_CITY"]))
+    api_weight = services["api"].get("cpu_shares", 1024)  # Docker's default weight
+    assert worker["cpu_shares"] < api_weight and all(services[name]["cpu_shares"] < api_weight for name in agents), \
+        "on a busy host the API's requests come first (docs/agents.md, CPU priority)"
     assert len({loc[0] for loc in locations}) == len(agents), "agent names must differ"
     assert len({loc[1:] for loc in locations}) == len(agents), "agents at different locations"
 
