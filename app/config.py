@@ -197,7 +197,7 @@ class Config:
     # Measurements (POST /api/measurements): results per measurement at most, and the event streams.
     MEASUREMENT_MAX_PROBES = _int("MEASUREMENT_MAX_PROBES", 16)
     MEASUREMENT_STREAM_MAX_SECONDS = _float("MEASUREMENT_STREAM_MAX_SECONDS", 300.0)  # then it closes
-    MEASUREMENT_STREAMS_PER_USER = _int("MEASUREMENT_STREAMS_PER_USER", 4)  # open at once, per worker
+    MEASUREMENT_STREAMS_PER_USER = _int("MEASUREMENT_STREAMS_PER_USER", 4)  # open at once (app.services.stream_slots)
     MEASUREMENT_STREAMS_PER_WORKER = _int("MEASUREMENT_STREAMS_PER_WORKER", 32)
 
     ADMIN_USERNAME = _env("ADMIN_USERNAME")

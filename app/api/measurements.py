@@ -1,14 +1,11 @@
 """/api/measurements and /api/locations: asynchronous probes from one or many locations."""
 import json
-import threading
 import time
 
 from flask import Response, current_app, g, jsonify, request, stream_with_context
 from flask_smorest import Blueprint
 
 from app.auth.decorators import auth_required
-from app.domain_errors import CapacityExceeded
-from app.errors import ApiError
 from app.schemas.measurements import (
     LocationsSchema,
     MeasurementCreatedSchema,
@@ -20,6 +17,7 @@ from app.schemas.measurements import (
 from app.services import job_store
 from app.services import measurements as service
 from app.services.dispatch import get_dispatcher
+from app.services.stream_slots import StreamSlots
 from app.utils.clock import utcnow
 
 blp = Blueprint("measurements", __name__, url_prefix="/api", description="Measurements from one or many locations")
@@ -83,35 +81,7 @@ def list_locations():
 
 
 # -- the event stream -------------------------------------------------------------------------------
-class _StreamSlots:
-    """Event streams open in this worker process, in all and per user."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.total = 0
-        self.per_user = {}
-
-    def take(self, user_id, per_user_cap, per_worker_cap):
-        with self.lock:
-            if self.per_user.get(user_id, 0) >= per_user_cap:
-                raise ApiError(429, f"You already have {per_user_cap} measurement streams open; close one first",
-                               {"Retry-After": "5"}, code="concurrency_limit")
-            if self.total >= per_worker_cap:
-                raise CapacityExceeded("The server has as many measurement streams open as it can; retry shortly")
-            self.total += 1
-            self.per_user[user_id] = self.per_user.get(user_id, 0) + 1
-
-    def give_back(self, user_id):
-        with self.lock:
-            self.total -= 1
-            left = self.per_user.get(user_id, 1) - 1
-            if left:
-                self.per_user[user_id] = left
-            else:
-                self.per_user.pop(user_id, None)
-
-
-_slots = _StreamSlots()
+_slots = StreamSlots()
 
 
 def _streams_per_worker(config):
@@ -142,8 +112,8 @@ def stream_measurement(measurement_id):
         # `finished` there is nothing more: 204 is how SSE tells a client to stop reconnecting.
         return Response(status=204)
     config = current_app.config
-    _slots.take(user.id, config["MEASUREMENT_STREAMS_PER_USER"], _streams_per_worker(config))
-    user_id = user.id
+    give_back = _slots.take(user.id, config["MEASUREMENT_STREAMS_PER_USER"], _streams_per_worker(config),
+                            config["MEASUREMENT_STREAM_MAX_SECONDS"])
     locations = {loc.get("name"): loc for loc in measurement.locations or ()}
     until = time.monotonic() + config["MEASUREMENT_STREAM_MAX_SECONDS"]
 
@@ -174,7 +144,7 @@ def stream_measurement(measurement_id):
     response = Response(stream_with_context(events()), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-    response.call_on_close(lambda: _slots.give_back(user_id))
+    response.call_on_close(give_back)
     return response
 
 

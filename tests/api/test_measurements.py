@@ -479,6 +479,54 @@ def test_one_user_creating_50_measurements_at_once_is_never_503(tmp_path, postgr
 
 
 @pytest.mark.slow
+def test_a_users_stream_cap_holds_across_gunicorn_workers(tmp_path, redis_server):
+    """MEASUREMENT_STREAMS_PER_USER 2, three workers, one stream asked on each: 200, 200 and 429
+    (counted in Redis, not per worker); once the streams end, their slots are back."""
+    import psutil
+    import redis as redis_lib
+
+    from tests.api.test_sessions import _connections_on_every_worker
+    from tests.e2e.test_start_sh import register_and_login, workers_of
+    from tests.support.gunicorn import StartedServer
+
+    shared = redis_lib.Redis.from_url(redis_server.url)
+    for key in shared.scan_iter("probeops:streams:*"):  # other tests' users had the same ids
+        shared.delete(key)
+    env = {"RATELIMIT_STORAGE_URI": redis_server.url, "WORKERS": "3", "THREADS": "4",
+           "PROBE_ALLOWED_NETWORKS": "127.0.0.1/32", "PING_INTERVAL": "0.5", "MEASUREMENT_STREAMS_PER_USER": "2",
+           "RATELIMIT_DEFAULT": "1000 per minute", "RATELIMIT_AUTH": "1000 per minute"}
+    srv = StartedServer(env, tmp_path).start()
+    connections = []
+    try:
+        workers = [psutil.Process(w.pid) for w in workers_of(srv, expected=3)]
+        headers = register_and_login(srv.url)
+        connections = _connections_on_every_worker(srv.port, workers, headers)
+        status, raw = _call(connections[0], "POST", "/api/measurements", headers, {**PING, "options": {"count": 10}})
+        assert status == 202, raw  # ~4.5 s in progress
+        stream = f"/api/measurements/{json.loads(raw)['id']}/stream"
+        answers = []
+        for conn in connections:  # one stream on each worker
+            conn.request("GET", stream, headers=headers)
+            answers.append(conn.getresponse())
+        assert sorted(answer.status for answer in answers) == [200, 200, 429]
+        refused = next(answer for answer in answers if answer.status == 429)
+        assert json.loads(refused.read())["code"] == "concurrency_limit"
+        for answer in answers:
+            if answer.status == 200:
+                assert b"event: finished" in answer.read()  # to its end: the measurement finished
+        give_up = time.monotonic() + 5  # each worker gives its slot back as it closes the stream
+        while sum(shared.zcard(key) for key in shared.scan_iter("probeops:streams:*")):
+            assert time.monotonic() < give_up, "the streams' slots were not given back"
+            time.sleep(0.05)
+        status, raw = _call(connections[0], "GET", stream, headers)
+        assert status == 200 and b"event: finished" in raw
+    finally:
+        for conn in connections:
+            conn.close()
+        srv.stop()
+
+
+@pytest.mark.slow
 def test_event_streams_never_take_every_request_thread(tmp_path, redis_server):
     """A worker with 4 threads: however many streams are asked for, at most half the threads hold
     one (the rest 503 server_busy), and the API keeps answering other requests meanwhile."""
