@@ -26,8 +26,7 @@ def _env(name, default=None):
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _number(name, default, kind, what):
-    value = _env(name, default)
+def _number(name, value, kind, what):
     try:
         return kind(value)
     except (TypeError, ValueError):
@@ -35,11 +34,11 @@ def _number(name, default, kind, what):
 
 
 def _int(name, default):
-    return _number(name, default, int, "an integer")
+    return _number(name, _env(name, default), int, "an integer")
 
 
 def _float(name, default):
-    return _number(name, default, float, "a number")
+    return _number(name, _env(name, default), float, "a number")
 
 
 def _bool(name, default):
@@ -54,7 +53,9 @@ def _tier_quotas():
     """Per-tier probe quotas: (per day, per month); None means unlimited."""
     def quota(name, default):
         value = _env(name, default)
-        return None if str(value).lower() in ("", "none", "unlimited", "-1") else _int(name, default)
+        if str(value).lower() in ("", "none", "unlimited", "-1"):
+            return None
+        return _number(name, value, int, "an integer")
 
     return {
         "Free": (quota("QUOTA_FREE_DAY", 100), quota("QUOTA_FREE_MONTH", 1000)),

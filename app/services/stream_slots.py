@@ -53,6 +53,7 @@ class StreamSlots:
         self.total = 0
         self.per_user = {}
         self.ids = itertools.count(1)
+        self.script = (None, None)  # (client, TAKE registered on it): registered once per client
 
     def take(self, user_id, per_user_cap, per_worker_cap, seconds):
         """A slot for one more stream of ``user_id`` (open at most ``seconds``); returns the
@@ -89,13 +90,20 @@ class StreamSlots:
             return None
         now = time.time()
         try:
-            taken = client.register_script(TAKE)(keys=[KEY_PREFIX + str(user_id)],
-                                                 args=[now, now + seconds + EXPIRY_MARGIN_SECONDS, cap, token])
+            taken = self._take_script(client)(keys=[KEY_PREFIX + str(user_id)],
+                                              args=[now, now + seconds + EXPIRY_MARGIN_SECONDS, cap, token])
         except (redis.RedisError, OSError) as exc:
             log.warning("measurement streams counted in this worker only: Redis did not answer (%s)",
                         type(exc).__name__)
             return None
         return bool(taken)
+
+    def _take_script(self, client):
+        registered_on, script = self.script
+        if registered_on is not client:
+            script = client.register_script(TAKE)
+            self.script = (client, script)
+        return script
 
     def _give_back_shared(self, user_id, token):
         client = _shared_client()
