@@ -155,8 +155,43 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
         errors.append({"seq": rseq, "from": src, "type": typ, "code": code, "message": msg})
         lines.append(f"From {src} icmp_seq={rseq} {msg}")
 
+    def drain():
+        for _ in range(256):
+            try:
+                if kind == "dgram":
+                    try:
+                        data, anc, _flags, src = sock.recvmsg(65535, 512)
+                    except BlockingIOError:
+                        data, anc, _flags, src = sock.recvmsg(65535, 512, MSG_ERRQUEUE)
+                        _dgram_error(family, data, anc, cookie, handle_error)
+                        continue
+                else:
+                    data, anc, _flags, src = sock.recvmsg(65535, 512)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    break
+                # an error queued on the socket (e.g. unreachable on dgram sockets) - read it
+                continue
+            rx = parse_cmsgs(anc)
+            src_ip = src[0]
+            if kind == "raw" and family == 4:
+                _raw4(data, src_ip, rx, ident, cookie, addr, sent, handle_reply, handle_error)
+            elif kind == "raw":
+                _icmp6(data, src_ip, rx, ident, cookie, addr, sent, handle_reply, handle_error, True)
+            else:
+                _icmp_dgram(family, data, src_ip, rx, cookie, addr, sent, handle_reply)
+
+    readable = False
     while True:
+        # The clock is read first, then every reply queued by then: if this process was paused (a
+        # busy host) while replies arrived, they still count, and lateness is judged by the
+        # kernel's receive timestamp, not by when this loop got to read them.
         now = time.monotonic()
+        if readable or wait_readable(sock, 0):
+            drain()
+        readable = False
         if seq < count and now >= next_send:
             seq += 1
             payload = (cookie + struct.pack("!Q", seq) + bytes(i & 0xFF for i in range(payload_size)))[:payload_size]
@@ -188,35 +223,7 @@ def _run(sock, kind, target, head, base, count, interval, timeout, payload_size)
         if now >= hard_deadline or (seq >= count and now >= end_wait):
             break
         wait = min(end_wait, hard_deadline) - now
-        if not wait_readable(sock, wait):
-            continue
-        # drain everything queued
-        for _ in range(256):
-            try:
-                if kind == "dgram":
-                    try:
-                        data, anc, _flags, src = sock.recvmsg(65535, 512)
-                    except BlockingIOError:
-                        data, anc, _flags, src = sock.recvmsg(65535, 512, MSG_ERRQUEUE)
-                        _dgram_error(family, data, anc, cookie, handle_error)
-                        continue
-                else:
-                    data, anc, _flags, src = sock.recvmsg(65535, 512)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    break
-                # an error queued on the socket (e.g. unreachable on dgram sockets) - read it
-                continue
-            rx = parse_cmsgs(anc)
-            src_ip = src[0]
-            if kind == "raw" and family == 4:
-                _raw4(data, src_ip, rx, ident, cookie, addr, sent, handle_reply, handle_error)
-            elif kind == "raw":
-                _icmp6(data, src_ip, rx, ident, cookie, addr, sent, handle_reply, handle_error, True)
-            else:
-                _icmp_dgram(family, data, src_ip, rx, cookie, addr, sent, handle_reply)
+        readable = wait_readable(sock, wait)
     elapsed_ms = int((time.monotonic() - start) * 1000)
     return _summary(target, head, base, lines, packets, errors, count=seq, received=len(got),
                     rtts=all_rtts, duplicates=duplicates, late=late, elapsed_ms=elapsed_ms,

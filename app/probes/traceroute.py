@@ -115,8 +115,14 @@ def _run(tracer, max_hops, per_hop, timeout, total_timeout):
     nxt = 0
     final_ttl = None   # lowest TTL that answered from the destination or with an unreachable
     stopped = False
+    readable = False
     while True:
+        # The clock is read first, then every answer queued by then: a probe is timed out only
+        # when no answer to it had arrived at ``now``, even if this process was paused (a busy
+        # host) between the kernel queueing an answer and this loop reading it.
         now = time.monotonic()
+        if readable or wait_readable(tracer.sock, 0):
+            final_ttl = _take_answers(tracer, by_key, final_ttl)
         if now >= deadline:
             stopped = True
             break
@@ -145,22 +151,26 @@ def _run(tracer, max_hops, per_hop, timeout, total_timeout):
             break
         pending = [p for p in probes[:nxt] if not p.done]
         wake = min([p.sent_mono + timeout for p in pending] + [deadline])
-        if not wait_readable(tracer.sock, wake - time.monotonic()):
-            continue
-        for key, address, rx, kind, code in tracer.receive():
-            p = by_key.get(key)
-            if p is None or p.done:
-                continue
-            p.done = True
-            p.address = address
-            p.rtt = rtt_ms(p.sent_real, p.sent_mono, rx)
-            if kind == "reached":
-                p.final = True
-            elif kind == "unreach":
-                p.note, p.final = code, True
-            if p.final:
-                final_ttl = p.ttl if final_ttl is None else min(final_ttl, p.ttl)
+        readable = wait_readable(tracer.sock, wake - time.monotonic())
     return probes[:nxt], final_ttl, stopped
+
+
+def _take_answers(tracer, by_key, final_ttl):
+    """Match the queued answers to their probes; the lowest final TTL so far."""
+    for key, address, rx, kind, code in tracer.receive():
+        p = by_key.get(key)
+        if p is None or p.done:
+            continue
+        p.done = True
+        p.address = address
+        p.rtt = rtt_ms(p.sent_real, p.sent_mono, rx)
+        if kind == "reached":
+            p.final = True
+        elif kind == "unreach":
+            p.note, p.final = code, True
+        if p.final:
+            final_ttl = p.ttl if final_ttl is None else min(final_ttl, p.ttl)
+    return final_ttl
 
 
 def _render(head, base, probes, per_hop, reached_ttl, stopped, max_hops, kind, total_timeout):

@@ -104,21 +104,25 @@ def test_no_rate_limiting_is_null(client, user, auth_headers, app_overrides):
 @pytest.mark.parametrize("app_overrides", [{"PING_INTERVAL": 0.3, "TIER_QUOTAS": {"Free": (None, None)}}])
 def test_running_probes_count_a_probe_while_it_runs(app, client, user, auth_headers, app_overrides):
     headers = auth_headers(user)
-    statuses = []
+    statuses, seen = [], set()
 
     def probe():
         statuses.append(app.test_client().post("/api/probes/ping", headers=headers,
                                                json={"host": "127.0.0.1", "count": 6}).status_code)
 
-    thread = threading.Thread(target=probe)
-    thread.start()
-    seen = set()
-    while thread.is_alive():
-        seen.add(usage(client, headers).get_json()["running_probes"]["running"])
-        time.sleep(0.05)
-    thread.join()
-    assert statuses == [200]
-    assert 1 in seen  # the ~1.5 s probe was counted while it ran
+    # A ~1.5 s probe, watched while it runs. Should this process be paused for the whole probe (a
+    # busy CI host; it has happened), no look fell inside it: then one more probe, at most two.
+    for _attempt in range(3):
+        thread = threading.Thread(target=probe)
+        thread.start()
+        while thread.is_alive():
+            seen.add(usage(client, headers).get_json()["running_probes"]["running"])
+            time.sleep(0.05)
+        thread.join()
+        if 1 in seen:
+            break
+    assert set(statuses) == {200}
+    assert seen == {0, 1} or seen == {1}  # the probe was counted while it ran, and never more than once
     assert usage(client, headers).get_json()["running_probes"] == {"running": 0, "limit": 2}
 
 
