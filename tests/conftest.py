@@ -12,6 +12,7 @@ from tests.support.servers import PostgresServer, RedisServer
 LAB_PLUGIN = os.path.join(os.path.dirname(__file__), "lab", "fixtures.py")
 pytest_plugins = ["tests.lab.fixtures"] if os.path.exists(LAB_PLUGIN) else []
 pytest_plugins.append("tests.support.openapi_check")  # every test-client response checked against the OpenAPI document
+pytest_plugins.append("tests.support.pauses")  # the longest pauses of this process, in the summary
 
 
 def pytest_sessionfinish(session, exitstatus):
