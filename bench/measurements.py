@@ -38,9 +38,11 @@ from tests.support.gunicorn import ROOT
 
 AGENT_TAG = "bench"
 # The ten agents stand in for ten remote sites, which would take none of the API host's CPU: here
-# they run at the lowest CPU priority (AGENT_NICE), taking what the API and the central worker
-# leave. The central worker runs as start.sh runs it (WORKER_NICE, 10 by default).
+# they run at the lowest CPU priority (AGENT_NICE) and under SCHED_IDLE (AGENT_CPU_POLICY), taking
+# what the API and the central worker leave, and yielding the CPU at once to any of them that
+# wakes. The central worker runs as start.sh runs it (WORKER_NICE, 10 by default).
 AGENT_NICE = "19"
+AGENT_CPU_POLICY = "idle"
 # The bench's own work while a burst runs shares the 2 cores with what it measures: it reads the
 # rows (PostgreSQL's CPU; the figure comes from their timestamps, not from when the bench notices)
 # no more often than this, and looks at its client processes (no CPU to speak of) every
@@ -123,7 +125,8 @@ class Fleet:
         for index in range(self.sizes.agents):
             self.start_role("agent", self.role_env(
                 AGENT_NAME=agent_name(index), AGENT_TAGS=AGENT_TAG, AGENT_CONCURRENCY=concurrency,
-                AGENT_NICE=AGENT_NICE, PROBE_ALLOWED_NETWORKS=lab.allowed_networks, DNS_NAMESERVERS=lab.dns),
+                AGENT_NICE=AGENT_NICE, AGENT_CPU_POLICY=AGENT_CPU_POLICY,
+                PROBE_ALLOWED_NETWORKS=lab.allowed_networks, DNS_NAMESERVERS=lab.dns),
                 agent_name(index))
         self.engine = sa.create_engine(self.database.replace("postgresql://", "postgresql+psycopg2://"))
         from bench.run import seed_user

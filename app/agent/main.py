@@ -18,7 +18,7 @@ from app.agent.settings import AgentConfigError, from_environ
 from app.logging_setup import configure_from_env
 from app.probes.execute import run_spec
 from app.probes.spec import LocalPolicy, ProbeSpec
-from app.utils.cpu_priority import lower_cpu_priority
+from app.utils.cpu_priority import lower_cpu_priority, use_idle_policy
 from app.utils.group_commit import GroupWriter
 
 log = logging.getLogger("probeops.agent")
@@ -137,6 +137,8 @@ def main():
     except AgentConfigError as exc:
         sys.exit(f"[agent] {exc}")
     lower_cpu_priority(settings.nice)
+    if settings.cpu_policy == "idle":
+        use_idle_policy()
     celery = build(settings)
     heartbeat = Heartbeat(settings)
     signals.worker_ready.connect(lambda **_: heartbeat.start(), weak=False)

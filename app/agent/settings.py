@@ -4,7 +4,7 @@ import socket
 from dataclasses import dataclass, field
 
 from app.agent.protocol import AGENT_NAME_PATTERN
-from app.utils.cpu_priority import NICE_MAX
+from app.utils.cpu_priority import NICE_MAX, POLICIES
 
 
 class AgentConfigError(ValueError):
@@ -27,6 +27,7 @@ class AgentSettings:
     offline_seconds: float = 30.0
     concurrency: int = 16
     nice: int = 0
+    cpu_policy: str = "normal"
     policy_config: dict = field(default_factory=dict)
 
     @property
@@ -59,6 +60,13 @@ def _number(key, raw, kind, default=None, minimum=None, maximum=None):
     return value
 
 
+def _choice(key, raw, choices):
+    value = (_text(raw) or choices[0]).lower()
+    if value not in choices:
+        raise AgentConfigError(f"{key} must be one of {', '.join(choices)}, not {raw!r}")
+    return value
+
+
 def from_environ(environ=None):
     """Read and check the agent's settings; raises AgentConfigError naming the bad key."""
     environ = os.environ if environ is None else environ
@@ -85,6 +93,7 @@ def from_environ(environ=None):
                                 minimum=1, maximum=3600),
         concurrency=_number("AGENT_CONCURRENCY", environ.get("AGENT_CONCURRENCY"), int, 16, minimum=1, maximum=512),
         nice=_number("AGENT_NICE", environ.get("AGENT_NICE"), int, 0, minimum=0, maximum=NICE_MAX),
+        cpu_policy=_choice("AGENT_CPU_POLICY", environ.get("AGENT_CPU_POLICY"), POLICIES),
         policy_config=policy_config(environ),
     )
 

@@ -1,4 +1,5 @@
-"""A background role yields the CPU to the API on a host they share (WORKER_NICE, AGENT_NICE).
+"""A background role yields the CPU to the API on a host they share (WORKER_NICE, AGENT_NICE,
+AGENT_CPU_POLICY).
 
 No Flask here: the agent imports it.
 """
@@ -11,6 +12,7 @@ log = logging.getLogger("probeops")
 
 NICE_MAX = 19
 AUTOGROUP = "/proc/self/autogroup"
+POLICIES = ("normal", "idle")
 
 
 def lower_cpu_priority(nice):
@@ -40,6 +42,26 @@ def lower_cpu_priority(nice):
             pass  # a thread that has just ended
     session = "its own session's autogroup too" if _lower_autogroup(nice) else "this process"
     log.info("running at nice %d (%s), below the API's CPU priority", nice, session)
+
+
+def use_idle_policy():
+    """Run every thread of this process, and those it starts later, under SCHED_IDLE.
+
+    The kernel ranks SCHED_IDLE below any nice value: such a thread runs on CPU time the others
+    leave and gives way to them as they wake, where a niced thread may first finish its time
+    slice (milliseconds that a waiting request feels). No privilege is needed to take it, and
+    none is given back: the process keeps it until it exits.
+    """
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass  # a thread that has just ended
+    log.info("running under SCHED_IDLE: any other work on this host preempts it")
 
 
 def _lower_autogroup(nice):

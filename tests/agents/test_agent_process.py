@@ -51,6 +51,7 @@ def test_settings_from_the_environment():
     ({"AGENT_OFFLINE_SECONDS": "0"}, "AGENT_OFFLINE_SECONDS"),
     ({"AGENT_NICE": "20"}, "AGENT_NICE"),
     ({"AGENT_NICE": "-5"}, "AGENT_NICE"),
+    ({"AGENT_CPU_POLICY": "realtime"}, "AGENT_CPU_POLICY"),
 ])
 def test_bad_settings_name_the_key(env, key):
     base = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1", "AGENT_NAME": "a1"} if key != "CELERY_BROKER_URL" else {}
@@ -83,6 +84,23 @@ def test_lower_cpu_priority_sets_the_autogroup_only_of_a_session_of_its_own():
     shared = subprocess.run([sys.executable, "-c", LOWER], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shared.stdout.split() == ["7", before], shared.stderr
     assert str(nice_of(os.getpid())[1]) == before
+
+
+IDLE = ("import os, threading; from app.utils.cpu_priority import use_idle_policy; use_idle_policy(); "
+        "later = []; thread = threading.Thread(target=lambda: later.append(os.sched_getscheduler(0))); "
+        "thread.start(); thread.join(); print(os.sched_getscheduler(0) == os.SCHED_IDLE, later == [os.SCHED_IDLE])")
+
+
+def test_the_idle_policy_covers_the_process_and_the_threads_it_starts_later():
+    idle = subprocess.run([sys.executable, "-c", IDLE], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert idle.stdout.split() == ["True", "True"], idle.stderr
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller keeps its own
+
+
+def test_the_agents_cpu_policy_is_normal_unless_asked():
+    base = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1", "AGENT_NAME": "a1"}
+    assert from_environ(base).cpu_policy == "normal"
+    assert from_environ({**base, "AGENT_CPU_POLICY": "IDLE"}).cpu_policy == "idle"
 
 
 def test_the_central_worker_refuses_a_worker_nice_out_of_range(tmp_path):

@@ -219,21 +219,50 @@ def test_default_location_serves_the_sync_endpoints_and_measurements_without_loc
             engine.dispose()
 
 
+def nice_when_started(pid, want, seconds=15):
+    """nice_of(pid) once it is ``want`` or ``seconds`` have passed: a role lowers its priority as
+    it starts (the central worker after building its app), a moment after the process exists."""
+    give_up = time.monotonic() + seconds
+    while (seen := nice_of(pid)) != want and time.monotonic() < give_up:
+        time.sleep(0.1)
+    return seen
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no kernel autogroup here")
 def test_the_central_worker_yields_the_cpu_to_the_api_and_an_agent_runs_at_its_agent_nice(loop_stack, loop_api):
     """WORKER_NICE (10 by default) and AGENT_NICE (0 by default): each in its own session here, so its
     session's autogroup too (with autogroup, a nice value alone orders nothing across sessions)."""
-    assert nice_of(loop_stack.worker.pid) == (10, 10)
-    assert nice_of(loop_stack.agents["alpha"].pid) == (0, 0)
+    assert nice_when_started(loop_stack.worker.pid, (10, 10)) == (10, 10)
+    assert nice_when_started(loop_stack.agents["alpha"].pid, (0, 0)) == (0, 0)
     app, client = loop_api
     agent = loop_stack.start_agent("niced", country="SE", tags="niced", nice=7)
     try:
         loop_stack.wait_online(app, ["niced"])
-        assert nice_of(agent.pid) == (7, 7)
+        assert nice_when_started(agent.pid, (7, 7)) == (7, 7)
         headers = headers_for(app)
         created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
                          locations=[{"name": "niced"}])
         result = wait_finished(client, headers, created["id"])["results"][0]
         assert result["status"] == "finished" and result["success"], result
+    finally:
+        agent.stop()
+
+
+def test_an_agent_with_the_idle_cpu_policy_runs_every_thread_under_sched_idle(loop_stack, loop_api):
+    """AGENT_CPU_POLICY=idle: the agent and every thread it started (Celery's pool, its heartbeat
+    and notices) run under SCHED_IDLE, and it still serves measurements."""
+    app, client = loop_api
+    agent = loop_stack.start_agent("idler", country="SE", tags="idler", cpu_policy="idle")
+    try:
+        loop_stack.wait_online(app, ["idler"])
+        headers = headers_for(app)
+        created = create(client, headers, type="ping", target="127.0.0.1", options={"count": 1},
+                         locations=[{"name": "idler"}])
+        result = wait_finished(client, headers, created["id"])["results"][0]
+        assert result["status"] == "finished" and result["success"], result
+        threads = [int(tid) for tid in os.listdir(f"/proc/{agent.pid}/task")]
+        assert len(threads) >= 3  # the main thread, the heartbeat, the pool's (started after the policy was set)
+        assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_IDLE}
+        assert os.sched_getscheduler(loop_stack.agents["alpha"].pid) == os.SCHED_OTHER
     finally:
         agent.stop()
