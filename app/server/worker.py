@@ -25,7 +25,11 @@ from app.lifecycle import begin_shutdown
 from app.server.framing import HEAD_END, Complete, Incomplete, Limits, Refused, frame
 from app.server.responses import json_error
 
-ACCEPT_BATCH = 64              # connections accepted per readable event on a listener
+# Connections accepted per readable event on a listener. Small: every idle worker wakes for a burst
+# of new connections, and each takes a few per turn of its loop, so they spread over the workers
+# instead of the first to wake taking up to 64 (its threads full, the rest waiting in its queue
+# while other workers had threads free).
+ACCEPT_BATCH = 4
 RECV_SIZE = 65536
 LINGER_SECONDS = 2.0           # how long a closing connection is drained before it is closed
 LINGER_MAX_BYTES = 65536
@@ -106,6 +110,7 @@ class BufferedThreadWorker(ThreadWorker):
         self.lingering = set()     # connections being closed (write side shut, draining)
         self.in_flight = 0         # requests in the thread pool
         self.refusing = False      # SIGTERM: answer 503 instead of serving
+        self.listening = True      # False once draining: accepting never resumes
         self.next_sweep = 0.0
         super().init_process()     # loads the app (unless preloaded) and calls run()
 
@@ -158,6 +163,7 @@ class BufferedThreadWorker(ThreadWorker):
 
     def drain(self):
         """Let the requests in the thread pool finish, within the graceful timeout."""
+        self.listening = False
         if self.refusing:
             self.stop_listening()
             for conn in list(self.waiting):
@@ -185,6 +191,7 @@ class BufferedThreadWorker(ThreadWorker):
     def stop_listening(self):
         """Close this worker's copy of the listening sockets: once every process has, the kernel
         refuses new connections instead of queueing them for nobody."""
+        self.listening = False
         self.set_accept_enabled(False)
         for listener in self.sockets:
             listener.close()
@@ -192,7 +199,9 @@ class BufferedThreadWorker(ThreadWorker):
     # -- reading requests ----------------------------------------------------------------------
 
     def accept(self, listener):
-        for _ in range(ACCEPT_BATCH):
+        if not self._accepting:  # an event polled before this turn's requests filled the threads
+            return
+        for _ in range(min(ACCEPT_BATCH, max(1, self.cfg.threads - self.in_flight))):
             try:
                 client_sock, client_addr = listener.accept()
             except OSError as exc:
@@ -208,6 +217,12 @@ class BufferedThreadWorker(ThreadWorker):
             if len(self.waiting) + self.in_flight >= self.worker_connections:
                 self.evict_idlest()
             self.wait_for_request(conn, time.monotonic() + self.header_timeout)
+
+    def accept_while_a_thread_is_free(self):
+        """Accept new connections only while a thread is free: a worker whose threads are all busy
+        leaves them to the other workers (with it, they would wait in its queue)."""
+        if self.listening:
+            self.set_accept_enabled(self.in_flight < self.cfg.threads)
 
     def bound_blocking_io(self, sock):
         """Kernel send/receive timeouts: they bound a thread's blocking writes (a client that reads
@@ -286,6 +301,7 @@ class BufferedThreadWorker(ThreadWorker):
         conn.parser.unreader.unread(bytes(conn.inbuf))
         conn.inbuf = bytearray()
         self.in_flight += 1
+        self.accept_while_a_thread_is_free()
         future = self.tpool.submit(self.handle, conn)
         future.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
@@ -391,6 +407,7 @@ class BufferedThreadWorker(ThreadWorker):
     def finish_request(self, conn, fs):
         """Back on the main loop: keep the connection for its next request, or close it."""
         self.in_flight -= 1
+        self.accept_while_a_thread_is_free()
         try:
             keepalive = (not fs.cancelled()) and fs.result()
         except Exception:
