@@ -146,13 +146,20 @@ class PostgresServer:
         return self
 
     def stop(self):
-        if self.proc:
-            self.resume()
-            self.proc.terminate()
+        """Fast shutdown (SIGINT to the postmaster: open sessions are closed), else SIGKILL to
+        every server process; always waited for. SIGTERM was a smart shutdown, which waits for
+        every client to leave: with a test app's pooled connections still open it never ended,
+        and the Popen was dropped still running (a ResourceWarning when collected)."""
+        import psutil
+
+        if self.proc and self.proc.poll() is None:
             try:
+                self.resume()
+                self._postmaster().send_signal(signal.SIGINT)
                 self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            except (psutil.Error, StopIteration, subprocess.TimeoutExpired):
+                self._signal_all(signal.SIGKILL)
+                self.proc.wait(15)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
